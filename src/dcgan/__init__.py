@@ -1,0 +1,12 @@
+"""dcgan: Deep Convolutional GANs (Radford, Metz and Chintala, 2016) in PyTorch.
+
+    from dcgan import Generator, Discriminator
+"""
+
+from .config import TrainConfig
+from .errors import UserError
+from .models import Discriminator, Generator
+from .train import Trainer, train
+
+__all__ = ["Discriminator", "Generator", "TrainConfig", "Trainer", "UserError", "train"]
+__version__ = "0.1.0"

@@ -1,0 +1,136 @@
+"""The command line: the only place that parses arguments.
+
+``dcgan train | sample | eval | evaluator train | bench``. ``main(argv)`` returns
+the exit code so the CLI can be tested in-process. A user mistake prints one
+line and exits 2; a stop by signal exits 130 (SIGINT) or 143 (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from .config import TrainConfig
+from .errors import UserError
+
+_DEFAULTS = TrainConfig()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not the usage block
+        raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# (field, type, help); defaults come from TrainConfig so --help and the code cannot disagree
+_TRAIN_OPTIONS = [
+    ("data", str, "dataset: mnist-5k (built in), mnist, fashion-mnist, cifar10, celeba, lsun, folder, fake"),
+    ("data_root", str, "where the dataset lives (a folder of images for --data folder; MNIST IDX files)"),
+    ("image_size", int, "image side in pixels: 28, 32, 64, 128 or 256"),
+    ("channels", int, "1 (grayscale) or 3 (RGB); images are converted"),
+    ("max_images", int, "use only the first N images"),
+    ("num_workers", int, "DataLoader workers when the data is streamed instead of held in memory"),
+    ("latent_dim", int, "size of the noise vector z"),
+    ("g_width", int, "generator base feature maps"),
+    ("d_width", int, "discriminator base feature maps"),
+    ("batch_size", int, "images per step per process (under torchrun the global batch is this x processes)"),
+    ("lr_g", float, "generator Adam learning rate"),
+    ("lr_d", float, "discriminator Adam learning rate"),
+    ("beta1", float, "Adam beta1"),
+    ("beta2", float, "Adam beta2"),
+    ("real_label", float, "target for real images; below 1 is one-sided label smoothing"),
+    ("ema_decay", float, "decay of the generator's moving average used for samples (0: off)"),
+    ("epochs", int, "training length in epochs"),
+    ("steps", int, "training length in steps (overrides --epochs)"),
+    ("seed", int, "random seed"),
+    ("device", str, "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"),
+    ("precision", str, "auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16 or fp16"),
+    ("run_dir", str, "output folder (default: runs/DATA-SIZEpx-TIMESTAMP); must not exist yet"),
+    ("log_every_steps", int, "write metrics.jsonl and the progress numbers every N steps"),
+    ("sample_every_steps", int, "write a sample grid every N steps"),
+    ("checkpoint_every_steps", int, "write checkpoints/latest.pt every N steps"),
+    ("keep_every_steps", int, "also keep checkpoints/step_N.pt every N steps (0: only latest)"),
+    ("num_samples", int, "images in each sample grid"),
+    ("eval_every_steps", int, "evaluate FID every N steps during training (0: off)"),
+]
+_TRAIN_SWITCHES = [
+    ("compile", "torch.compile G and D"),
+    ("channels_last", "channels_last memory format (default: on for CUDA)"),
+    ("in_memory", "hold the decoded dataset in memory (default: when it fits)"),
+    ("sync_bn", "synchronised batch norm across torchrun processes"),
+    ("tensorboard", "also log to RUN_DIR/tensorboard"),
+    ("quiet", "no progress bar; one JSON line per log step"),
+    ("dry_run", "run a single step to check the set-up"),
+]
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a DCGAN", description="Train a DCGAN and write a run directory.")
+    for name, typ, text in _TRAIN_OPTIONS:
+        default = getattr(_DEFAULTS, name)
+        p.add_argument(_flag(name), type=typ, default=argparse.SUPPRESS, help=f"{text} (default: {default})")
+    for name, text in _TRAIN_SWITCHES:
+        p.add_argument(_flag(name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
+    p.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT", help="continue a run exactly where it stopped")
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="generate images from a checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint file or a run directory")
+    p.add_argument("-n", "--num-images", type=int, default=64)
+    p.add_argument("-o", "--out", default="samples.png", help="a .png grid, a .npz, or a folder (default: samples.png)")
+    p.add_argument("--format", choices=("grid", "folder", "npz"), help="default: from --out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dcgan", description="Deep Convolutional GANs: train, sample, evaluate.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(sub)
+    _add_sample(sub)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    if "steps" in given and "epochs" not in given:
+        given["epochs"] = None
+    cfg = dataclasses.replace(_DEFAULTS, **given)
+    train(cfg, resume=args.resume, explicit=set(given))
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .runtime import choose_device
+    from .sample import generate, infer_format, load_generator, write
+
+    if args.num_images < 1:
+        raise UserError(f"--num-images must be at least 1, got {args.num_images}")
+    out = Path(args.out)
+    fmt = infer_format(out, args.format)
+    G = load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema)
+    write(generate(G, args.num_images, seed=args.seed), out, fmt)
+    print(f"wrote {args.num_images} images to {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return {"train": _train, "sample": _sample}[args.command](args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return 130

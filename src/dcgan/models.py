@@ -1,0 +1,134 @@
+"""The DCGAN generator and discriminator (Radford, Metz and Chintala, 2016).
+
+Only ``nn`` code lives here; nothing imports from training. Both networks take
+their sizes as keyword arguments. With no arguments they are the 28x28
+grayscale contract; with ``channels=3, image_size=64, width=64`` they are
+exactly the classic architecture of the pytorch/examples DCGAN.
+
+Spatial plan: 28x28 grows from 7x7, every power of two from 4x4, doubling at
+each transposed convolution. The feature maps halve as the image doubles and
+end at ``width`` just before the output layer (the discriminator mirrors it).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SUPPORTED_IMAGE_SIZES = (28, 32, 64, 128, 256)
+SUPPORTED_CHANNELS = (1, 3)
+
+
+def _check_sizes(channels: int, image_size: int, width: int) -> None:
+    if image_size not in SUPPORTED_IMAGE_SIZES:
+        raise ValueError(
+            f"unsupported image_size {image_size}; supported: "
+            f"{', '.join(map(str, SUPPORTED_IMAGE_SIZES))}"
+        )
+    if channels not in SUPPORTED_CHANNELS:
+        raise ValueError(f"unsupported channels {channels}; supported: 1 (grayscale) or 3 (RGB)")
+    if width < 1:
+        raise ValueError(f"width must be a positive integer, got {width}")
+
+
+def _plan(image_size: int) -> tuple[int, int]:
+    """Return (start resolution, number of 2x up/down-sampling stages)."""
+    start = 7 if image_size == 28 else 4
+    return start, (image_size // start).bit_length() - 1
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN initialisation: conv weights N(0, 0.02); batch-norm weight N(1, 0.02), bias 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """Maps noise ``z`` of shape [B, latent_dim] (or [B, latent_dim, 1, 1]) to images in [-1, 1]."""
+
+    def __init__(
+        self, *, latent_dim: int = 100, channels: int = 1, image_size: int = 28, width: int = 64
+    ) -> None:
+        super().__init__()
+        _check_sizes(channels, image_size, width)
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
+        self.latent_dim, self.channels, self.image_size, self.width = (
+            latent_dim, channels, image_size, width,
+        )
+        start, stages = _plan(image_size)
+        features = width * 2 ** (stages - 1)
+        # input is Z, going into a convolution; state size. features x start x start
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, features, start, 1, 0, bias=False),
+            nn.BatchNorm2d(features),
+            nn.ReLU(True),
+        ]
+        for _ in range(stages - 1):
+            # state size doubles; feature maps halve, ending at width
+            layers += [
+                nn.ConvTranspose2d(features, features // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(features // 2),
+                nn.ReLU(True),
+            ]
+            features //= 2
+        # output layer: no batch norm (DCGAN); state size. channels x image_size x image_size
+        layers += [nn.ConvTranspose2d(features, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+        self.apply(init_weights)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() == 2 and z.shape[1] == self.latent_dim:
+            z = z[:, :, None, None]
+        elif not (z.dim() == 4 and z.shape[1:] == (self.latent_dim, 1, 1)):
+            raise ValueError(
+                f"Generator expects z of shape [B, {self.latent_dim}] or "
+                f"[B, {self.latent_dim}, 1, 1], got {list(z.shape)}"
+            )
+        return self.main(z)
+
+
+class Discriminator(nn.Module):
+    """Maps images [B, channels, image_size, image_size] to [B, 1]: the probability each is real."""
+
+    def __init__(self, *, channels: int = 1, image_size: int = 28, width: int = 64) -> None:
+        super().__init__()
+        _check_sizes(channels, image_size, width)
+        self.channels, self.image_size, self.width = channels, image_size, width
+        start, stages = _plan(image_size)
+        # input is channels x image_size x image_size; no batch norm on the input layer (DCGAN)
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, width, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        features = width
+        for _ in range(stages - 1):
+            # state size halves; feature maps double
+            layers += [
+                nn.Conv2d(features, features * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(features * 2),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+            features *= 2
+        # state size. features x start x start -> one logit per image
+        layers.append(nn.Conv2d(features, 1, start, 1, 0, bias=False))
+        self.main = nn.Sequential(*layers)
+        self.apply(init_weights)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw scores [B, 1]; training uses these with BCE-with-logits (stable, autocast-safe)."""
+        expected = (self.channels, self.image_size, self.image_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"Discriminator expects images of shape [B, {', '.join(map(str, expected))}], "
+                f"got {list(x.shape)}"
+            )
+        return self.main(x).view(-1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))

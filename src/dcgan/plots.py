@@ -1,0 +1,57 @@
+"""metrics.jsonl and the loss-curve PNG drawn from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class MetricsLog:
+    """Appends one JSON object per line and flushes it, so a crash loses no logged row."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_metrics(path: Path) -> list[dict]:
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a crash
+                continue
+    return rows
+
+
+def plot_losses(metrics_path: Path, out_path: Path) -> Path | None:
+    """Loss curves (top) and the discriminator's outputs (bottom) against the step."""
+    rows = [r for r in read_metrics(metrics_path) if "loss_D" in r]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    top.plot(steps, [r["loss_D"] for r in rows], label="loss D")
+    top.plot(steps, [r["loss_G"] for r in rows], label="loss G")
+    top.set_ylabel("BCE loss")
+    top.legend()
+    bottom.plot(steps, [r["D_x"] for r in rows], label="D(x)")
+    bottom.plot(steps, [r["D_G_z_before"] for r in rows], label="D(G(z)) before D step")
+    bottom.plot(steps, [r["D_G_z_after"] for r in rows], label="D(G(z)) after D step")
+    bottom.set_ylim(0, 1)
+    bottom.set_xlabel("step")
+    bottom.set_ylabel("D output")
+    bottom.legend()
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path

@@ -1,0 +1,76 @@
+"""Images from a checkpoint: a grid PNG, a folder of PNGs, or an .npz of uint8 arrays."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .data import to_uint8
+from .ema import recalibrated
+from .errors import UserError
+from .models import Generator
+
+FORMATS = ("grid", "folder", "npz")
+
+
+def load_generator(path: str | Path, device: torch.device, *, ema: bool = True) -> Generator:
+    """The generator of a checkpoint (its EMA when present), in eval mode with matching BN statistics.
+
+    Works on any device whatever device wrote the checkpoint.
+    """
+    state = ckpt.load(path, map_location="cpu")
+    cfg = TrainConfig.from_dict(state["config"])
+    G = Generator(latent_dim=cfg.latent_dim, channels=cfg.channels, image_size=cfg.image_size, width=cfg.g_width)
+    weights = state.get("G_ema") if ema and state.get("G_ema") is not None else state["G"]
+    try:
+        G.load_state_dict(weights)
+    except RuntimeError as e:
+        raise UserError(f"checkpoint weights do not fit its own config: {str(e).splitlines()[0]}") from None
+    return recalibrated(G.to(device), seed=cfg.seed)
+
+
+@torch.no_grad()
+def generate(G: Generator, num_images: int, *, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
+    """``num_images`` uint8 images [N, C, H, W] on the CPU, reproducible for a seed."""
+    device = next(G.parameters()).device
+    rng = torch.Generator(device=device).manual_seed(seed)
+    out = []
+    for start in range(0, num_images, batch_size):
+        n = min(batch_size, num_images - start)
+        out.append(to_uint8(G(torch.randn(n, G.latent_dim, device=device, generator=rng))).cpu())
+    return torch.cat(out)
+
+
+def infer_format(out: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise UserError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        return fmt
+    if out.suffix.lower() == ".png":
+        return "grid"
+    if out.suffix.lower() == ".npz":
+        return "npz"
+    if out.suffix == "":
+        return "folder"
+    raise UserError(f"cannot tell the format from {out}; use a .png, .npz or folder path, or --format")
+
+
+def write(images: torch.Tensor, out: Path, fmt: str) -> None:
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "grid":
+        grid = make_grid(images, nrow=max(1, int(math.ceil(math.sqrt(len(images))))), padding=2)
+        Image.fromarray(grid.permute(1, 2, 0).numpy().squeeze()).save(out)
+    elif fmt == "npz":
+        np.savez_compressed(out, images=images.permute(0, 2, 3, 1).numpy())  # N, H, W, C uint8
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            Image.fromarray(image.permute(1, 2, 0).numpy().squeeze()).save(out / f"{i:06d}.png")

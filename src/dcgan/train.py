@@ -1,0 +1,501 @@
+"""The training loop.
+
+Reads top to bottom: set up (device, data, networks, optimizers, resume), then
+per step update D on a real and a fake batch and G against the updated D,
+then log, sample and checkpoint on their schedules, then stop.
+
+Statistics stay on the device and are read every ``log_every_steps``: no host
+synchronisation per step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt
+from .config import ARCHITECTURE_FIELDS, TrainConfig
+from .data import Batches, DataSpec, load, to_model_range
+from .ema import EMA, recalibrated
+from .errors import UserError
+from .losses import discriminator_loss, generator_loss
+from .models import Discriminator, Generator
+from .runtime import (
+    all_agree, autocast, barrier, choose_device, init_distributed, print0, resolve_precision,
+    rng_state, seed_everything, set_rng_state,
+)
+
+STAT_NAMES = ("loss_D", "loss_G", "D_x", "D_G_z_before", "D_G_z_after")
+
+
+class TrainingDiverged(UserError):
+    """A loss or a weight became NaN or infinite."""
+
+
+class Logits(nn.Module):
+    """``forward`` = ``D.logits``, so that DDP and torch.compile wrap the path training uses."""
+
+    def __init__(self, discriminator: Discriminator) -> None:
+        super().__init__()
+        self.discriminator = discriminator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.discriminator.logits(x)
+
+
+def train_step(
+    G: nn.Module, D_logits: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer,
+    real: torch.Tensor, z: torch.Tensor, *, real_label: float = 1.0, amp=None,
+    scaler_G: torch.amp.GradScaler | None = None, scaler_D: torch.amp.GradScaler | None = None,
+) -> torch.Tensor:
+    """One DCGAN step; returns the detached statistics [loss_D, loss_G, D(x), D(G(z)) before, after]."""
+    amp = amp if amp is not None else _no_amp()
+    scaler_G = scaler_G or torch.amp.GradScaler(enabled=False)
+    scaler_D = scaler_D or torch.amp.GradScaler(enabled=False)
+
+    # (1) Update D network: maximize log(D(x)) + log(1 - D(G(z)))
+    opt_D.zero_grad(set_to_none=True)
+    with amp:
+        fake = G(z)
+        logits_real = D_logits(real)
+        logits_fake = D_logits(fake.detach())  # detached: the D step sends no gradient into G
+        loss_D = discriminator_loss(logits_real, logits_fake, real_label)
+    scaler_D.scale(loss_D).backward()
+    scaler_D.step(opt_D)
+    scaler_D.update()
+
+    # (2) Update G network: maximize log(D(G(z)))
+    opt_G.zero_grad(set_to_none=True)
+    with amp:
+        logits_fake_after = D_logits(fake)
+        loss_G = generator_loss(logits_fake_after)
+    scaler_G.scale(loss_G).backward()
+    scaler_G.step(opt_G)
+    scaler_G.update()
+
+    with torch.no_grad():
+        return torch.stack([
+            loss_D.detach().float(), loss_G.detach().float(),
+            torch.sigmoid(logits_real.detach().float()).mean(),
+            torch.sigmoid(logits_fake.detach().float()).mean(),
+            torch.sigmoid(logits_fake_after.detach().float()).mean(),
+        ])
+
+
+@contextmanager
+def _no_amp():
+    yield
+
+
+def make_optimizers(G: nn.Module, D: nn.Module, cfg: TrainConfig, device: torch.device):
+    """Adam for both players; fused kernels on CUDA, multi-tensor (foreach) elsewhere."""
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    betas = (cfg.beta1, cfg.beta2)
+    return (
+        torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas, **fast),
+        torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas, **fast),
+    )
+
+
+def build_models(cfg: TrainConfig) -> tuple[Generator, Discriminator]:
+    G = Generator(
+        latent_dim=cfg.latent_dim, channels=cfg.channels, image_size=cfg.image_size, width=cfg.g_width
+    )
+    D = Discriminator(channels=cfg.channels, image_size=cfg.image_size, width=cfg.d_width)
+    return G, D
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Fail on bad values and combinations before any work starts."""
+    from .models import SUPPORTED_CHANNELS, SUPPORTED_IMAGE_SIZES
+
+    if cfg.image_size not in SUPPORTED_IMAGE_SIZES:
+        raise UserError(
+            f"unsupported image size {cfg.image_size}; supported: "
+            f"{', '.join(map(str, SUPPORTED_IMAGE_SIZES))}"
+        )
+    if cfg.channels not in SUPPORTED_CHANNELS:
+        raise UserError(f"unsupported channel count {cfg.channels}; use 1 (grayscale) or 3 (RGB)")
+    positive = ("batch_size", "latent_dim", "g_width", "d_width", "log_every_steps",
+                "sample_every_steps", "checkpoint_every_steps", "num_samples")
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    for name in ("lr_g", "lr_d"):
+        value = getattr(cfg, name)
+        if not (value > 0 and math.isfinite(value)):
+            raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+    for name in ("beta1", "beta2"):
+        if not 0.0 <= getattr(cfg, name) < 1.0:
+            raise UserError(f"--{name} must be in [0, 1), got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise UserError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
+    if not 0.5 < cfg.real_label <= 1.0:
+        raise UserError(f"--real-label must be in (0.5, 1], got {cfg.real_label}")
+    if cfg.steps is None and cfg.epochs is None:
+        raise UserError("give the run length with --epochs or --steps")
+    if (cfg.steps is not None and cfg.steps < 1) or (cfg.epochs is not None and cfg.epochs < 1):
+        raise UserError("--epochs and --steps must be at least 1")
+    if cfg.max_images is not None and cfg.max_images < 1:
+        raise UserError(f"--max-images must be at least 1, got {cfg.max_images}")
+    for name in ("keep_every_steps", "eval_every_steps", "num_workers"):
+        if getattr(cfg, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be 0 or more")
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    return Path("runs") / f"{cfg.data}-{cfg.image_size}px-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def check_compatible(saved: dict, cfg: TrainConfig, explicit: set[str], source: Path) -> None:
+    """A resumed run must agree with its checkpoint on everything that shapes the networks."""
+    for name in ARCHITECTURE_FIELDS:
+        if name in explicit and saved.get(name) != getattr(cfg, name):
+            flag = "--" + name.replace("_", "-")
+            raise UserError(
+                f"{source} was trained with {name}={saved.get(name)!r}, but {flag} "
+                f"{getattr(cfg, name)!r} was given; drop the option or start a new run"
+            )
+
+
+class Trainer:
+    """Holds the training state; ``run()`` trains until the configured length or a stop signal."""
+
+    def __init__(
+        self, cfg: TrainConfig, *, resume: str | None = None, explicit: set[str] = frozenset()
+    ) -> None:
+        self.dist = init_distributed(cfg.device)
+        self.device = choose_device(cfg.device, self.dist.local_rank)
+        resumed = None
+        if resume is not None:
+            resume_path = ckpt.resolve(resume)
+            resumed = ckpt.load(resume_path, map_location="cpu")
+            saved_cfg = resumed["config"]
+            check_compatible(saved_cfg, cfg, explicit, resume_path)
+            # the checkpoint's config, overridden by what was given explicitly (length, logging, ...)
+            values = {**saved_cfg, **{k: getattr(cfg, k) for k in explicit}}
+            if cfg.run_dir is None:
+                values["run_dir"] = str(resume_path.parent.parent)
+            cfg = TrainConfig.from_dict(values)
+        validate(cfg)
+        self.cfg = cfg
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+        cfg.run_dir = str(self.run_dir)
+        if resumed is None and self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise UserError(
+                f"run directory {self.run_dir} already exists; resume it with --resume "
+                f"{self.run_dir} or choose another --run-dir"
+            )
+
+        seed_everything(cfg.seed + self.dist.rank)
+        spec = DataSpec(
+            name=cfg.data, root=cfg.data_root, channels=cfg.channels, image_size=cfg.image_size,
+            in_memory=cfg.in_memory, max_images=cfg.max_images,
+        )
+        data = load(spec, progress=not cfg.quiet and self.dist.is_main)
+        self.batches = Batches(
+            data, cfg.batch_size, seed=cfg.seed, device=self.device, rank=self.dist.rank,
+            world_size=self.dist.world_size, num_workers=cfg.num_workers,
+        )
+        self.total_steps = 1 if cfg.dry_run else (
+            cfg.steps if cfg.steps is not None else cfg.epochs * self.batches.steps_per_epoch
+        )
+
+        # networks: the raw modules are what checkpoints store; the *_train ones run the steps
+        self.G, self.D = build_models(cfg)
+        if cfg.sync_bn and self.dist.world_size > 1:
+            self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
+            self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
+        channels_last = cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.memory_format = memory_format
+        self.G.to(self.device, memory_format=memory_format)
+        self.D.to(self.device, memory_format=memory_format)
+        self.ema = EMA(self.G, cfg.ema_decay)
+        self.opt_G, self.opt_D = make_optimizers(self.G, self.D, cfg, self.device)
+        fp16 = self.precision == "fp16"
+        self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.G_train, self.D_logits = self._wrap(self.G, Logits(self.D))
+
+        # state that a checkpoint restores
+        self.step = self.epoch = self.step_in_epoch = 0
+        self.stats_sum = torch.zeros(len(STAT_NAMES), device=self.device)
+        self.stats_count = 0
+        self.noise_rng = torch.Generator(device=self.device).manual_seed(cfg.seed * 7919 + self.dist.rank + 1)
+        fixed = torch.Generator().manual_seed(cfg.seed)
+        self.fixed_noise = torch.randn(cfg.num_samples, cfg.latent_dim, generator=fixed)
+        if resumed is not None:
+            self._restore(resumed)
+        self.stop_reason: str | None = None
+
+    def _wrap(self, G: nn.Module, D_logits: nn.Module):
+        if self.dist.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            G, D_logits = DDP(G, device_ids=ids), DDP(D_logits, device_ids=ids)
+        if self.cfg.compile:
+            try:
+                G, D_logits = torch.compile(G), torch.compile(D_logits)
+            except Exception as e:  # compile support varies by platform; training works without it
+                print0(f"notice: torch.compile unavailable ({type(e).__name__}: {e}); running eagerly")
+        return G, D_logits
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict:
+        return {
+            "config": self.cfg.to_dict(),
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.ema.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "scaler_G": self.scaler_G.state_dict(), "scaler_D": self.scaler_D.state_dict(),
+            "step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+            "stats_sum": self.stats_sum.cpu(), "stats_count": self.stats_count,
+            "fixed_noise": self.fixed_noise, "rng": rng_state(),
+            "noise_rng": self.noise_rng.get_state(), "world_size": self.dist.world_size,
+        }
+
+    def _restore(self, state: dict) -> None:
+        try:
+            self.G.load_state_dict(state["G"])
+            self.D.load_state_dict(state["D"])
+            self.ema.load_state_dict(state["G_ema"])
+            self.opt_G.load_state_dict(state["opt_G"])
+            self.opt_D.load_state_dict(state["opt_D"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise UserError(f"checkpoint does not fit this configuration: {str(e).splitlines()[0]}") from None
+        if state.get("scaler_G"):
+            self.scaler_G.load_state_dict(state["scaler_G"])
+            self.scaler_D.load_state_dict(state["scaler_D"])
+        self.step, self.epoch, self.step_in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
+        self.fixed_noise = state["fixed_noise"]
+        if state.get("world_size", 1) == self.dist.world_size:
+            # same process layout: continue every random stream exactly
+            self.stats_sum = state["stats_sum"].to(self.device)
+            self.stats_count = state["stats_count"]
+            set_rng_state(state["rng"])
+            if self.dist.rank == 0:
+                self.noise_rng.set_state(state["noise_rng"])
+        if self.step_in_epoch > self.batches.steps_per_epoch:
+            # another world size or batch size: steps per epoch changed; start the next epoch
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+
+    def _save_checkpoint(self) -> None:
+        self._check_finite_weights()
+        if self.dist.is_main:
+            folder = self.run_dir / "checkpoints"
+            state = self.state_dict()
+            try:
+                ckpt.save(state, folder / ckpt.LATEST)
+                if self.cfg.keep_every_steps and self.step % self.cfg.keep_every_steps == 0:
+                    ckpt.save(state, folder / f"step_{self.step:07d}.pt")
+            except OSError as e:
+                raise UserError(
+                    f"could not write a checkpoint to {folder} ({e.strerror or e}); "
+                    "the previous checkpoint is intact"
+                ) from None
+        barrier()
+
+    def _check_finite_weights(self) -> None:
+        for name, net in (("generator", self.G), ("discriminator", self.D)):
+            finite = torch.stack([p.isfinite().all() for p in net.parameters()]).all()
+            if all_agree(not bool(finite), self.device):
+                raise TrainingDiverged(
+                    f"the {name}'s weights became NaN or infinite by step {self.step}; "
+                    f"not saving them; the last good checkpoint is in {self.run_dir / 'checkpoints'}"
+                )
+
+    # ------------------------------------------------------------------ artifacts
+
+    def _prepare_run_dir(self) -> None:
+        if not self.dist.is_main:
+            return
+        try:
+            (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+            resolved = {**self.cfg.to_dict(), "resolved": {
+                "device": str(self.device), "precision": self.precision,
+                "world_size": self.dist.world_size, "total_steps": self.total_steps,
+                "steps_per_epoch": self.batches.steps_per_epoch, "num_images": len(self.batches.data),
+                "torch": torch.__version__,
+            }}
+            (self.run_dir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+        except OSError as e:
+            raise UserError(f"cannot write to run directory {self.run_dir}: {e.strerror or e}") from None
+
+    def save_samples(self, name: str) -> Path:
+        from torchvision.utils import save_image
+
+        G = recalibrated(self.ema.model, seed=self.cfg.seed)
+        with torch.no_grad():
+            images = G(self.fixed_noise.to(self.device)).float().cpu()
+        path = self.run_dir / "samples" / f"{name}.png"
+        save_image(images, path, nrow=int(math.sqrt(len(images))) or 1, normalize=True, value_range=(-1, 1))
+        if self.writer is not None:
+            from torchvision.utils import make_grid
+
+            self.writer.add_image("samples", make_grid(images, normalize=True, value_range=(-1, 1)), self.step)
+        return path
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        self._prepare_run_dir()
+        self.writer = self._tensorboard() if self.dist.is_main else None
+        from tqdm import tqdm
+
+        from .plots import MetricsLog
+
+        log = MetricsLog(self.run_dir / "metrics.jsonl") if self.dist.is_main else None
+        bar = tqdm(
+            total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+            disable=cfg.quiet or not self.dist.is_main,
+        )
+        amp = autocast(self.device, self.precision)
+        images_per_step = cfg.batch_size * self.dist.world_size
+        last_time, last_step = time.perf_counter(), self.step
+        collapse_logs = 0
+        self.G_train.train()
+        self.D_logits.train()
+
+        with _stop_on_signals(self):
+            while self.step < self.total_steps and self.stop_reason is None:
+                for real_u8 in self.batches.epoch(self.epoch, self.step_in_epoch):
+                    real = to_model_range(real_u8).contiguous(memory_format=self.memory_format)
+                    z = torch.randn(
+                        len(real), cfg.latent_dim, device=self.device, generator=self.noise_rng
+                    )
+                    stats = train_step(
+                        self.G_train, self.D_logits, self.opt_G, self.opt_D, real, z,
+                        real_label=cfg.real_label, amp=amp, scaler_G=self.scaler_G, scaler_D=self.scaler_D,
+                    )
+                    self.ema.update(self.G, self.step)
+                    self.stats_sum += stats
+                    self.stats_count += 1
+                    self.step += 1
+                    self.step_in_epoch += 1
+                    bar.update(1)
+                    done = self.step >= self.total_steps
+
+                    # log: the only host synchronisation, every log_every_steps
+                    if self.step % cfg.log_every_steps == 0 or done:
+                        now = time.perf_counter()
+                        row = self._read_stats()
+                        row["img_per_s"] = round(images_per_step * (self.step - last_step) / (now - last_time), 1)
+                        last_time, last_step = now, self.step
+                        if log is not None:
+                            log.write(row)
+                            bar.set_postfix_str(
+                                f"ep {row['epoch']} D {row['loss_D']:.3f} G {row['loss_G']:.3f} "
+                                f"D(x) {row['D_x']:.2f} D(G(z)) {row['D_G_z_before']:.2f} "
+                                f"{row['img_per_s']:.0f} img/s", refresh=False,
+                            )
+                            if cfg.quiet:
+                                print0(json.dumps(row))
+                            if self.writer is not None:
+                                for key in STAT_NAMES + ("img_per_s",):
+                                    self.writer.add_scalar(key, row[key], self.step)
+                        collapse_logs = collapse_logs + 1 if _looks_collapsed(row) else 0
+                        if collapse_logs == 3:
+                            bar.write(
+                                f"warning: training looks collapsed at step {self.step}: D(x) "
+                                f"{row['D_x']:.3f}, D(G(z)) {row['D_G_z_before']:.4f}, loss_G "
+                                f"{row['loss_G']:.1f}; D wins every batch, G gets no useful gradient "
+                                "and the samples are likely one repeated image"
+                            )
+                    if self.dist.is_main and (self.step % cfg.sample_every_steps == 0 or done):
+                        self.save_samples(f"step_{self.step:07d}")
+                    if self.step % cfg.checkpoint_every_steps == 0 or done:
+                        self._save_checkpoint()
+                    # ranks agree on stopping at log steps, so a signal costs no sync per step
+                    if self.dist.world_size == 1 or self.step % cfg.log_every_steps == 0:
+                        if all_agree(self.stop_reason is not None, self.device) and self.stop_reason is None:
+                            self.stop_reason = "another rank was asked to stop"
+                    if done or self.stop_reason is not None:
+                        break
+                else:
+                    self.epoch, self.step_in_epoch = self.epoch + 1, 0
+
+        bar.close()
+        if self.stop_reason is not None:
+            self._save_checkpoint()  # the partial log interval is in it and continues on resume
+            print0(
+                f"stopped at step {self.step} ({self.stop_reason}); checkpoint saved. Resume with:\n"
+                f"  dcgan train --resume {self.run_dir}"
+            )
+        elif self.dist.is_main:
+            final = self.save_samples("final")
+            from .plots import plot_losses
+
+            plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "losses.png")
+            print0(f"done: {self.step} steps; samples {final}; run directory {self.run_dir}")
+        if self.writer is not None:
+            self.writer.close()
+        return self.run_dir
+
+    def _read_stats(self) -> dict:
+        if self.dist.world_size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(self.stats_sum)
+            self.stats_sum /= self.dist.world_size
+        values = (self.stats_sum / max(self.stats_count, 1)).tolist()
+        self.stats_sum.zero_()
+        self.stats_count = 0
+        row = {"step": self.step, "epoch": self.epoch, **dict(zip(STAT_NAMES, values))}
+        for network, key in (("discriminator", "loss_D"), ("generator", "loss_G")):
+            if not math.isfinite(row[key]):
+                raise TrainingDiverged(
+                    f"{key} became {row[key]} by step {self.step} (the {network} diverged); "
+                    f"stopping; the last good checkpoint is in {self.run_dir / 'checkpoints'}"
+                )
+        return row
+
+    def _tensorboard(self):
+        if not self.cfg.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+
+def _looks_collapsed(row: dict) -> bool:
+    """D perfectly separates real from fake: the failure mode of the classic recipe."""
+    return row["D_x"] > 0.99 and row["D_G_z_before"] < 0.01 and row["loss_G"] > 5.0
+
+
+@contextmanager
+def _stop_on_signals(trainer: Trainer):
+    """SIGINT/SIGTERM: finish the step, checkpoint, exit cleanly; a second SIGINT aborts at once."""
+
+    def handler(signum, frame):
+        if trainer.stop_reason is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.stop_reason = signal.Signals(signum).name
+
+    try:
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals alone
+        previous = {}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def train(cfg: TrainConfig, *, resume: str | None = None, explicit: set[str] = frozenset()) -> Path:
+    """Train and return the run directory."""
+    return Trainer(cfg, resume=resume, explicit=explicit).run()
