@@ -6,7 +6,7 @@
 from .config import TrainConfig
 from .errors import UserError
 from .models import Discriminator, Generator
-from .train import Trainer, train
+from .train import Trainer  # the function train() stays at dcgan.train.train: no shadowing the module
 
-__all__ = ["Discriminator", "Generator", "TrainConfig", "Trainer", "UserError", "train"]
+__all__ = ["Discriminator", "Generator", "TrainConfig", "Trainer", "UserError"]
 __version__ = "0.1.0"

@@ -89,22 +89,64 @@ def _add_sample(sub) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _add_bench(sub) -> None:
+    from .bench import BenchConfig
+
+    d, unset = BenchConfig(), argparse.SUPPRESS  # unset: BenchConfig (or --quick) decides
+    p = sub.add_parser(
+        "bench", help="time training and sampling against the classic DCGAN loop",
+        description="Time the project's training step and sampling against the classic pytorch/examples "
+        "loop, one subprocess per variant; print the ratios, FLOPs and the fraction of the matrix-product peak.",
+    )
+    p.add_argument("--sizes", type=_int_list, default=unset,
+                   help="image sizes; 28 is grayscale, the others RGB (default: 28,64)")
+    p.add_argument("--batch-sizes", type=_int_list, default=unset, help="(default: 64,128,512)")
+    p.add_argument("--device", default=unset, help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--warmup-steps", type=int, default=unset, help=f"(default: {d.warmup_steps})")
+    p.add_argument("--steps", type=int, default=unset, help=f"timed steps per repetition, at least (default: {d.steps})")
+    p.add_argument("--min-repeat-s", type=float, default=unset,
+                   help=f"add steps until a repetition lasts this long (default: {d.min_repeat_s})")
+    p.add_argument("--repeats", type=int, default=unset, help=f"repetitions; the median is reported (default: {d.repeats})")
+    p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=unset,
+                   help="also time the project path with each fast-path measure switched (default: on)")
+    p.add_argument("--width", type=int, default=unset, help=f"G and D base feature maps (default: {d.width})")
+    p.add_argument("--max-images", type=int, default=unset, help="use the first N built-in digits (default: all)")
+    p.add_argument("--peak-size", type=int, default=unset,
+                   help="matrix side for the peak (default: 2048 on CPU, 8192 on CUDA)")
+    p.add_argument("--in-process", action="store_true", default=unset,
+                   help="run the variants in this process (less isolated; implied by --quick)")
+    p.add_argument("--json", dest="json_path", metavar="PATH", default=unset, help="also write the results as JSON")
+    p.add_argument("--quick", action="store_true", help="tiny networks and runs: checks the wiring in seconds")
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dcgan", description="Deep Convolutional GANs: train, sample, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     _add_sample(sub)
+    _add_bench(sub)
     return parser
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import train
+    import signal
+
+    from .train import Trainer
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     if "steps" in given and "epochs" not in given:
         given["epochs"] = None
     cfg = dataclasses.replace(_DEFAULTS, **given)
-    train(cfg, resume=args.resume, explicit=set(given))
+    trainer = Trainer(cfg, resume=args.resume, explicit=set(given))
+    trainer.run()
+    if trainer.stop_reason in ("SIGINT", "SIGTERM"):
+        return 128 + signal.Signals[trainer.stop_reason].value  # the shell's convention: 130, 143
     return 0
 
 
@@ -124,10 +166,17 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import BenchConfig, run
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(BenchConfig) if hasattr(args, f.name)}
+    run(BenchConfig.quick(**given) if args.quick else BenchConfig(**given))
+    return 0
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"train": _train, "sample": _sample}[args.command](args)
+        return {"train": _train, "sample": _sample, "bench": _bench}[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

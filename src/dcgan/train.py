@@ -14,7 +14,7 @@ import json
 import math
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 
@@ -57,7 +57,7 @@ def train_step(
     scaler_G: torch.amp.GradScaler | None = None, scaler_D: torch.amp.GradScaler | None = None,
 ) -> torch.Tensor:
     """One DCGAN step; returns the detached statistics [loss_D, loss_G, D(x), D(G(z)) before, after]."""
-    amp = amp if amp is not None else _no_amp()
+    amp = amp if amp is not None else nullcontext()  # reusable: entered once per phase
     scaler_G = scaler_G or torch.amp.GradScaler(enabled=False)
     scaler_D = scaler_D or torch.amp.GradScaler(enabled=False)
 
@@ -88,11 +88,6 @@ def train_step(
             torch.sigmoid(logits_fake.detach().float()).mean(),
             torch.sigmoid(logits_fake_after.detach().float()).mean(),
         ])
-
-
-@contextmanager
-def _no_amp():
-    yield
 
 
 def make_optimizers(G: nn.Module, D: nn.Module, cfg: TrainConfig, device: torch.device):
@@ -231,7 +226,9 @@ class Trainer:
         self.step = self.epoch = self.step_in_epoch = 0
         self.stats_sum = torch.zeros(len(STAT_NAMES), device=self.device)
         self.stats_count = 0
-        self.noise_rng = torch.Generator(device=self.device).manual_seed(cfg.seed * 7919 + self.dist.rank + 1)
+        # one noise stream for all ranks, each taking its slice of the global batch: a run
+        # on N processes draws the same z as one process with N times the batch
+        self.noise_rng = torch.Generator(device=self.device).manual_seed(cfg.seed * 7919 + 1)
         fixed = torch.Generator().manual_seed(cfg.seed)
         self.fixed_noise = torch.randn(cfg.num_samples, cfg.latent_dim, generator=fixed)
         if resumed is not None:
@@ -259,7 +256,8 @@ class Trainer:
             "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.ema.state_dict(),
             "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
             "scaler_G": self.scaler_G.state_dict(), "scaler_D": self.scaler_D.state_dict(),
-            "step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+            "step": self.step, "epoch": self.epoch,
+            "images_in_epoch": self.step_in_epoch * self.cfg.batch_size * self.dist.world_size,
             "stats_sum": self.stats_sum.cpu(), "stats_count": self.stats_count,
             "fixed_noise": self.fixed_noise, "rng": rng_state(),
             "noise_rng": self.noise_rng.get_state(), "world_size": self.dist.world_size,
@@ -277,21 +275,24 @@ class Trainer:
         if state.get("scaler_G"):
             self.scaler_G.load_state_dict(state["scaler_G"])
             self.scaler_D.load_state_dict(state["scaler_D"])
-        self.step, self.epoch, self.step_in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
+        self.step, self.epoch = state["step"], state["epoch"]
+        # the position is kept in images so that another number of processes resumes it too
+        self.step_in_epoch = state["images_in_epoch"] // (self.cfg.batch_size * self.dist.world_size)
         self.fixed_noise = state["fixed_noise"]
-        if state.get("world_size", 1) == self.dist.world_size:
-            # same process layout: continue every random stream exactly
-            self.stats_sum = state["stats_sum"].to(self.device)
-            self.stats_count = state["stats_count"]
-            set_rng_state(state["rng"])
-            if self.dist.rank == 0:
-                self.noise_rng.set_state(state["noise_rng"])
-        if self.step_in_epoch > self.batches.steps_per_epoch:
-            # another world size or batch size: steps per epoch changed; start the next epoch
-            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        self.stats_sum = state["stats_sum"].to(self.device)
+        self.stats_count = state["stats_count"]
+        set_rng_state(state["rng"])
+        self.noise_rng.set_state(state["noise_rng"])
 
     def _save_checkpoint(self) -> None:
         self._check_finite_weights()
+        if self.dist.world_size > 1:
+            # every rank then holds the mean partial sums, which is what resume restores on each;
+            # the mean over ranks at the next log step is unchanged by this
+            import torch.distributed as dist
+
+            dist.all_reduce(self.stats_sum)  # Gloo has no AVG
+            self.stats_sum /= self.dist.world_size
         if self.dist.is_main:
             folder = self.run_dir / "checkpoints"
             state = self.state_dict()
@@ -373,8 +374,8 @@ class Trainer:
                 for real_u8 in self.batches.epoch(self.epoch, self.step_in_epoch):
                     real = to_model_range(real_u8).contiguous(memory_format=self.memory_format)
                     z = torch.randn(
-                        len(real), cfg.latent_dim, device=self.device, generator=self.noise_rng
-                    )
+                        images_per_step, cfg.latent_dim, device=self.device, generator=self.noise_rng
+                    )[self.dist.rank :: self.dist.world_size]
                     stats = train_step(
                         self.G_train, self.D_logits, self.opt_G, self.opt_D, real, z,
                         real_label=cfg.real_label, amp=amp, scaler_G=self.scaler_G, scaler_D=self.scaler_D,
@@ -387,8 +388,9 @@ class Trainer:
                     bar.update(1)
                     done = self.step >= self.total_steps
 
-                    # log: the only host synchronisation, every log_every_steps
-                    if self.step % cfg.log_every_steps == 0 or done:
+                    # log: the only host synchronisation. Rows fall on multiples of log_every_steps
+                    # only, so a stopped and resumed run writes exactly the rows of a straight one
+                    if self.step % cfg.log_every_steps == 0:
                         now = time.perf_counter()
                         row = self._read_stats()
                         row["img_per_s"] = round(images_per_step * (self.step - last_step) / (now - last_time), 1)

@@ -1,0 +1,323 @@
+"""Exact resume and fault tolerance: stopping, crashing and bad input lose nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dcgan import checkpoint as ckpt
+from dcgan.cli import main
+from dcgan.config import TrainConfig
+from dcgan.errors import UserError
+from dcgan.train import Trainer, TrainingDiverged
+
+TINY = [
+    "--g-width", "8", "--d-width", "8", "--batch-size", "16", "--max-images", "160", "--quiet",
+    "--log-every-steps", "2", "--sample-every-steps", "1000", "--checkpoint-every-steps", "3",
+]
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        row.pop("img_per_s")  # wall time: the only field allowed to differ
+    return rows
+
+
+def _latest(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    for net in ("G", "D", "G_ema"):
+        assert a[net].keys() == b[net].keys()
+        for name in a[net]:
+            assert torch.equal(a[net][name], b[net][name]), f"{net}.{name} differs"
+
+
+def test_resume_is_bit_identical(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main(["train", "--steps", "14", "--run-dir", str(straight), *TINY]) == 0
+    # 7 steps: stops mid-epoch (10 steps per epoch) and mid log interval
+    assert main(["train", "--steps", "7", "--run-dir", str(split), *TINY]) == 0
+    assert _latest(split)["step"] == 7
+    assert main(["train", "--resume", str(split), "--steps", "14"]) == 0
+    a, b = _latest(straight), _latest(split)
+    assert a["step"] == b["step"] == 14 and a["epoch"] == b["epoch"] == 1
+    _assert_same_weights(a, b)
+    for opt in ("opt_G", "opt_D"):
+        for k, state in a[opt]["state"].items():
+            assert torch.equal(state["exp_avg"], b[opt]["state"][k]["exp_avg"])
+    assert _metrics(straight) == _metrics(split)
+
+
+def test_resume_from_checkpoint_file_and_kept_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "6", "--run-dir", str(run), "--keep-every-steps", "3", *TINY]) == 0
+    kept = sorted(p.name for p in (run / "checkpoints").glob("*.pt"))
+    assert kept == ["latest.pt", "step_0000003.pt", "step_0000006.pt"]
+    assert not list((run / "checkpoints").glob(".*tmp"))
+    # resuming from an older kept checkpoint continues from its step
+    trainer = Trainer(TrainConfig(steps=8), resume=str(run / "checkpoints" / "step_0000003.pt"), explicit={"steps"})
+    assert trainer.step == 3 and trainer.total_steps == 8
+
+
+def test_checkpoint_holds_everything(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "3", "--run-dir", str(run), *TINY]) == 0
+    state = _latest(run)
+    expected = {"format", "version", "config", "G", "D", "G_ema", "opt_G", "opt_D", "scaler_G", "scaler_D",
+                "step", "epoch", "images_in_epoch", "stats_sum", "stats_count", "fixed_noise", "rng",
+                "noise_rng", "world_size"}
+    assert expected <= state.keys()
+    assert set(state["rng"]) == {"python", "numpy", "torch", "cuda"}
+    assert state["images_in_epoch"] == 3 * 16
+
+
+# --------------------------------------------------------------------------- signals and crashes
+
+_SCRIPT = """
+import sys, time
+import torch
+from dcgan.cli import main
+mode = sys.argv[1]
+if mode == "slow":  # slow steps so that a signal lands mid-run
+    import dcgan.train as t
+    step = t.train_step
+    def slow(*a, **k):
+        time.sleep(0.05)
+        return step(*a, **k)
+    t.train_step = slow
+if mode == "die-in-save":  # SIGKILL ourselves halfway through writing the second checkpoint
+    import os, signal
+    real_save, calls = torch.save, []
+    def save(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            f.write(b"PK\\x03\\x04 half a checkpoint")
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_save(obj, f, *a, **k)
+    torch.save = save
+print("started", flush=True)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _spawn(tmp_path: Path, mode: str, *args: str) -> subprocess.Popen:
+    script = tmp_path / "run_train.py"
+    script.write_text(_SCRIPT)
+    return subprocess.Popen(
+        [sys.executable, str(script), mode, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_for_checkpoint(path: Path, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_checkpoints_and_exits_cleanly(tmp_path, sig, code):
+    run = tmp_path / "run"
+    proc = _spawn(tmp_path, "slow", "train", "--steps", "100000", "--run-dir", str(run), *TINY)
+    _wait_for_checkpoint(run / "checkpoints" / "latest.pt", proc)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert f"dcgan train --resume {run}" in out
+    state = ckpt.load(run)
+    assert 3 <= state["step"] < 100000
+    # and it resumes from exactly there
+    trainer = Trainer(TrainConfig(), resume=str(run))
+    assert trainer.step == state["step"]
+
+
+def test_second_sigint_aborts_at_once(tmp_path):
+    run = tmp_path / "run"
+    proc = _spawn(tmp_path, "slow", "train", "--steps", "100000", "--run-dir", str(run), *TINY)
+    _wait_for_checkpoint(run / "checkpoints" / "latest.pt", proc)
+    # the second signal arrives while the first is still being honoured, or after: both must end the run
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode in (130, 2)
+    ckpt.load(run)  # whatever happened, the last checkpoint is loadable
+
+
+def test_kill_9_during_checkpoint_write_keeps_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    proc = _spawn(tmp_path, "die-in-save", "train", "--steps", "12", "--run-dir", str(run), *TINY)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    state = ckpt.load(run)  # the first checkpoint, intact
+    assert state["step"] == 3
+    assert Trainer(TrainConfig(), resume=str(run)).step == 3
+
+
+def test_kill_9_at_several_points(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--steps", "100000", "--run-dir", str(run), *TINY[:-1], "1"]  # checkpoint every step
+    for delay_s in (0.0, 0.13, 0.29):
+        proc = _spawn(tmp_path, "slow", *args)
+        _wait_for_checkpoint(run / "checkpoints" / "latest.pt", proc)
+        time.sleep(delay_s)
+        proc.kill()
+        proc.communicate()
+        state = ckpt.load(run)  # loadable whenever the kill landed
+        args = ["train", "--resume", str(run), "--steps", "100000", "--quiet"]
+        assert state["step"] >= 1
+
+
+# --------------------------------------------------------------------------- divergence
+
+def test_non_finite_weights_stop_training_and_keep_good_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "3", "--run-dir", str(run), *TINY]) == 0
+    good = _latest(run)
+    trainer = Trainer(TrainConfig(steps=9), resume=str(run), explicit={"steps"})
+    with torch.no_grad():
+        next(trainer.D.parameters()).fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="step"):
+        trainer.run()
+    after = _latest(run)
+    assert after["step"] == 3
+    _assert_same_weights(good, after)
+
+
+# --------------------------------------------------------------------------- bad input
+
+def _one_line_error(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, not a checkpoint", b"PK\x03\x04truncated"])
+def test_corrupt_checkpoint(tmp_path, capsys, content):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    assert "checkpoint" in _one_line_error(capsys, ["train", "--resume", str(bad)])
+    assert "checkpoint" in _one_line_error(capsys, ["sample", str(bad), "-o", str(tmp_path / "x.png")])
+
+
+def test_truncated_and_foreign_checkpoints(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "3", "--run-dir", str(run), *TINY]) == 0
+    data = (run / "checkpoints" / "latest.pt").read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    _one_line_error(capsys, ["train", "--resume", str(truncated)])
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    assert "not a dcgan checkpoint" in _one_line_error(capsys, ["train", "--resume", str(foreign)])
+
+
+def test_checkpoint_config_mismatch(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "3", "--run-dir", str(run), *TINY]) == 0
+    err = _one_line_error(capsys, ["train", "--resume", str(run), "--image-size", "32"])
+    assert "image_size=28" in err
+    err = _one_line_error(capsys, ["train", "--resume", str(run), "--channels", "3"])
+    assert "channels=1" in err
+
+
+def test_existing_run_dir_is_not_clobbered(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "3", "--run-dir", str(run), *TINY]) == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert "--resume" in _one_line_error(capsys, ["train", "--steps", "3", "--run-dir", str(run), *TINY])
+    assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
+def test_failed_checkpoint_write_keeps_previous(tmp_path, monkeypatch, capsys):
+    """A full or read-only disk when a checkpoint is written: one line, the old checkpoint survives."""
+    import errno
+
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "3", "--run-dir", str(run), *TINY]) == 0
+    good = (run / "checkpoints" / "latest.pt").read_bytes()
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    err = _one_line_error(capsys, ["train", "--resume", str(run), "--steps", "6"])
+    assert "No space left" in err and "previous checkpoint is intact" in err
+    assert (run / "checkpoints" / "latest.pt").read_bytes() == good
+    assert not list((run / "checkpoints").glob(".*tmp"))
+
+
+def test_missing_data_root_and_empty_folder(tmp_path, capsys):
+    assert "not found" in _one_line_error(
+        capsys, ["train", "--data", "folder", "--data-root", str(tmp_path / "nope"), "--run-dir", str(tmp_path / "r1")]
+    )
+    (tmp_path / "empty").mkdir()
+    assert "no images" in _one_line_error(
+        capsys, ["train", "--data", "folder", "--data-root", str(tmp_path / "empty"), "--run-dir", str(tmp_path / "r2")]
+    )
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_batch_larger_than_dataset(tmp_path, capsys):
+    err = _one_line_error(capsys, ["train", "--max-images", "10", "--batch-size", "64", "--run-dir", str(tmp_path / "r")])
+    assert "batch size 64 is larger than the dataset" in err
+
+
+def test_unreadable_images_are_skipped_with_a_count(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(20):
+        Image.new("RGB", (40, 40), (i * 10, 0, 0)).save(folder / f"{i}.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    argv = ["train", "--data", "folder", "--data-root", str(folder), "--channels", "3", "--image-size", "32",
+            "--steps", "1", "--batch-size", "8", "--g-width", "8", "--d-width", "8", "--quiet",
+            "--run-dir", str(tmp_path / "run")]
+    assert main(argv) == 0
+    assert "skipped 1 unreadable image file" in capsys.readouterr().out
+
+
+def test_unreadable_only_folder_fails(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"nope")
+    err = _one_line_error(capsys, ["train", "--data", "folder", "--data-root", str(folder), "--run-dir", str(tmp_path / "r")])
+    assert "could be read" in err
+
+
+def test_checkpoint_save_is_atomic_on_exception(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    ckpt.save({"x": torch.ones(3)}, path)
+
+    def boom(obj, f, *a, **k):
+        f.write(b"partial")
+        raise RuntimeError("crash mid-write")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(RuntimeError):
+        ckpt.save({"x": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.equal(ckpt.load(path)["x"], torch.ones(3))
+    assert os.listdir(tmp_path) == ["c.pt"]
+
+
+def test_user_error_is_raised_for_a_missing_checkpoint(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        ckpt.load(tmp_path / "missing.pt")
