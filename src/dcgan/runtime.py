@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from torch import nn
+
 from .errors import UserError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -122,6 +124,62 @@ def all_agree(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the gradient of a sum over ranks is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm over the global batch of all ranks, for CPU process groups (Gloo).
+
+    Written here because ``torch.nn.SyncBatchNorm`` refuses non-GPU modules; on
+    CUDA ``convert_sync_batchnorm`` uses torch's. Statistics are one
+    differentiable all-reduce of [sum, sum of squares, count] per layer.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or get_dist().world_size == 1:
+            return super().forward(x)
+        count = torch.full((1,), x.numel() / x.shape[1], dtype=x.dtype, device=x.device)
+        totals = _AllReduceSum.apply(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count]))
+        channels = x.shape[1]
+        n = totals[-1]
+        mean = totals[:channels] / n
+        var = totals[channels : 2 * channels] / n - mean * mean
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            self.running_mean.lerp_(mean.detach(), momentum)
+            self.running_var.lerp_(var.detach() * n / (n - 1), momentum)
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        return x * scale[None, :, None, None] + (self.bias - mean * scale)[None, :, None, None]
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Batch norm over the global batch: torch's SyncBatchNorm on CUDA, GlobalBatchNorm2d elsewhere."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            replacement = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine)
+            replacement.load_state_dict(child.state_dict())
+            setattr(module, name, replacement)
+        else:
+            convert_sync_batchnorm(child, device)
+    return module
 
 
 # --------------------------------------------------------------------------- RNG state

@@ -29,7 +29,7 @@ from .errors import UserError
 from .losses import discriminator_loss, generator_loss
 from .models import Discriminator, Generator
 from .runtime import (
-    all_agree, autocast, barrier, choose_device, init_distributed, print0, resolve_precision,
+    all_agree, autocast, barrier, choose_device, convert_sync_batchnorm, init_distributed, print0, resolve_precision,
     rng_state, seed_everything, set_rng_state,
 )
 
@@ -207,15 +207,17 @@ class Trainer:
 
         # networks: the raw modules are what checkpoints store; the *_train ones run the steps
         self.G, self.D = build_models(cfg)
+        # the EMA copy keeps plain batch norm: rank 0 alone runs it (samples, recalibration)
+        self.ema = EMA(self.G, cfg.ema_decay)
         if cfg.sync_bn and self.dist.world_size > 1:
-            self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
-            self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
+            self.G = convert_sync_batchnorm(self.G, self.device)
+            self.D = convert_sync_batchnorm(self.D, self.device)
         channels_last = cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.memory_format = memory_format
         self.G.to(self.device, memory_format=memory_format)
         self.D.to(self.device, memory_format=memory_format)
-        self.ema = EMA(self.G, cfg.ema_decay)
+        self.ema.model.to(self.device, memory_format=memory_format)
         self.opt_G, self.opt_D = make_optimizers(self.G, self.D, cfg, self.device)
         fp16 = self.precision == "fp16"
         self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=fp16)
