@@ -321,3 +321,15 @@ def test_checkpoint_save_is_atomic_on_exception(tmp_path, monkeypatch):
 def test_user_error_is_raised_for_a_missing_checkpoint(tmp_path):
     with pytest.raises(UserError, match="not found"):
         ckpt.load(tmp_path / "missing.pt")
+
+
+def test_short_run_writes_a_partial_row_that_resume_replaces(tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", "--run-dir", str(run), *TINY, "--log-every-steps", "4"]
+    assert main([*argv, "--steps", "3"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r.get("partial")) for r in rows] == [(3, True)]
+    assert (run / "losses.png").is_file()
+    assert main(["train", "--resume", str(run), "--steps", "8"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r.get("partial")) for r in rows] == [(4, None), (8, None)]

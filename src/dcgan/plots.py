@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
@@ -26,6 +27,15 @@ def read_metrics(path: Path) -> list[dict]:
             except json.JSONDecodeError:  # a line cut short by a crash
                 continue
     return rows
+
+
+def drop_partial_rows(path: Path) -> None:
+    """Remove the rows flagged partial (written at the end of a run between log steps), atomically."""
+    rows = read_metrics(path)
+    if any(r.get("partial") for r in rows):
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows if not r.get("partial")))
+        os.replace(tmp, path)
 
 
 def plot_losses(metrics_path: Path, out_path: Path) -> Path | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import time
 from contextlib import contextmanager, nullcontext
@@ -170,6 +171,7 @@ class Trainer:
         self.dist = init_distributed(cfg.device)
         self.device = choose_device(cfg.device, self.dist.local_rank)
         resumed = None
+        self.resumed = resume is not None
         if resume is not None:
             resume_path = ckpt.resolve(resume)
             resumed = ckpt.load(resume_path, map_location="cpu")
@@ -325,6 +327,11 @@ class Trainer:
             return
         try:
             (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+            if self.resumed:
+                # a partial row ended the previous run; its sums continue in this one
+                from .plots import drop_partial_rows
+
+                drop_partial_rows(self.run_dir / "metrics.jsonl")
             resolved = {**self.cfg.to_dict(), "resolved": {
                 "device": str(self.device), "precision": self.precision,
                 "world_size": self.dist.world_size, "total_steps": self.total_steps,
@@ -390,25 +397,14 @@ class Trainer:
                     bar.update(1)
                     done = self.step >= self.total_steps
 
-                    # log: the only host synchronisation. Rows fall on multiples of log_every_steps
-                    # only, so a stopped and resumed run writes exactly the rows of a straight one
-                    if self.step % cfg.log_every_steps == 0:
+                    # log: the only host synchronisation. Rows fall on multiples of log_every_steps,
+                    # so a stopped and resumed run writes exactly the rows of a straight one
+                    if self.step % cfg.log_every_steps == 0 or (done and self.stats_count):
                         now = time.perf_counter()
-                        row = self._read_stats()
+                        row = self._read_stats(partial=self.step % cfg.log_every_steps != 0)
                         row["img_per_s"] = round(images_per_step * (self.step - last_step) / (now - last_time), 1)
                         last_time, last_step = now, self.step
-                        if log is not None:
-                            log.write(row)
-                            bar.set_postfix_str(
-                                f"ep {row['epoch']} D {row['loss_D']:.3f} G {row['loss_G']:.3f} "
-                                f"D(x) {row['D_x']:.2f} D(G(z)) {row['D_G_z_before']:.2f} "
-                                f"{row['img_per_s']:.0f} img/s", refresh=False,
-                            )
-                            if cfg.quiet:
-                                print0(json.dumps(row))
-                            if self.writer is not None:
-                                for key in STAT_NAMES + ("img_per_s",):
-                                    self.writer.add_scalar(key, row[key], self.step)
+                        self._log(row, log, bar)
                         collapse_logs = collapse_logs + 1 if _looks_collapsed(row) else 0
                         if collapse_logs == 3:
                             bar.write(
@@ -438,7 +434,8 @@ class Trainer:
                 f"  dcgan train --resume {self.run_dir}"
             )
         elif self.dist.is_main:
-            final = self.save_samples("final")
+            final = self.run_dir / "samples" / "final.png"
+            shutil.copyfile(self.run_dir / "samples" / f"step_{self.step:07d}.png", final)
             from .plots import plot_losses
 
             plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "losses.png")
@@ -447,16 +444,21 @@ class Trainer:
             self.writer.close()
         return self.run_dir
 
-    def _read_stats(self) -> dict:
+    def _read_stats(self, partial: bool = False) -> dict:
+        """Mean statistics since the last row; a partial row (the end of a run between log steps)
+        keeps its sums, which the checkpoint carries on into a resumed run."""
         if self.dist.world_size > 1:
             import torch.distributed as dist
 
             dist.all_reduce(self.stats_sum)
             self.stats_sum /= self.dist.world_size
         values = (self.stats_sum / max(self.stats_count, 1)).tolist()
-        self.stats_sum.zero_()
-        self.stats_count = 0
+        if not partial:
+            self.stats_sum.zero_()
+            self.stats_count = 0
         row = {"step": self.step, "epoch": self.epoch, **dict(zip(STAT_NAMES, values))}
+        if partial:
+            row["partial"] = True
         for network, key in (("discriminator", "loss_D"), ("generator", "loss_G")):
             if not math.isfinite(row[key]):
                 raise TrainingDiverged(
@@ -464,6 +466,20 @@ class Trainer:
                     f"stopping; the last good checkpoint is in {self.run_dir / 'checkpoints'}"
                 )
         return row
+
+    def _log(self, row: dict, log, bar) -> None:
+        if log is None:
+            return
+        log.write(row)
+        bar.set_postfix_str(
+            f"ep {row['epoch']} D {row['loss_D']:.3f} G {row['loss_G']:.3f} D(x) {row['D_x']:.2f} "
+            f"D(G(z)) {row['D_G_z_before']:.2f} {row['img_per_s']:.0f} img/s", refresh=False,
+        )
+        if self.cfg.quiet:
+            print0(json.dumps(row))
+        if self.writer is not None:
+            for key in STAT_NAMES + ("img_per_s",):
+                self.writer.add_scalar(key, row[key], self.step)
 
     def _tensorboard(self):
         if not self.cfg.tensorboard:
