@@ -51,3 +51,9 @@ def _seeded():
     """Every test starts from the same global RNG state, so statistics are reproducible."""
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Cached statistics and downloads go to a per-session folder, never the user's ~/.cache."""
+    monkeypatch.setenv("DCGAN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "dcgan-cache"))

@@ -55,7 +55,9 @@ _TRAIN_OPTIONS = [
     ("checkpoint_every_steps", int, "write checkpoints/latest.pt every N steps"),
     ("keep_every_steps", int, "also keep checkpoints/step_N.pt every N steps (0: only latest)"),
     ("num_samples", int, "images in each sample grid"),
-    ("eval_every_steps", int, "evaluate FID every N steps during training (0: off)"),
+    ("eval_every_steps", int, "evaluate FID every N steps during training and keep checkpoints/best.pt (0: off)"),
+    ("eval_num_images", int, "generated images per evaluation during training"),
+    ("eval_extractor", str, "digits or inception (default: digits for grayscale, inception for RGB)"),
 ]
 _TRAIN_SWITCHES = [
     ("compile", "torch.compile G and D"),
@@ -114,6 +116,9 @@ def _add_bench(sub) -> None:
     p.add_argument("--min-repeat-s", type=float, default=unset,
                    help=f"add steps until a repetition lasts this long (default: {d.min_repeat_s})")
     p.add_argument("--repeats", type=int, default=unset, help=f"repetitions; the median is reported (default: {d.repeats})")
+    p.add_argument("--rounds", type=int, default=unset,
+                   help=f"run every variant this many times, alternating order; median reported (default: {d.rounds})")
+    p.add_argument("--threads", type=int, default=unset, help="intra-op threads per variant (default: torch's, the cores)")
     p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=unset,
                    help="also time the project path with each fast-path measure switched (default: on)")
     p.add_argument("--width", type=int, default=unset, help=f"G and D base feature maps (default: {d.width})")
@@ -125,18 +130,61 @@ def _add_bench(sub) -> None:
     p.add_argument("--json", dest="json_path", metavar="PATH", default=unset, help="also write the results as JSON")
     p.add_argument("--quick", action="store_true", help="tiny networks and runs: checks the wiring in seconds")
 
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser(
+        "eval", help="measure sample quality: FID, KID, IS, class coverage",
+        description="Generate images from a checkpoint and compare them with the real data.",
+    )
+    p.add_argument("checkpoint", help="a checkpoint file or a run directory")
+    p.add_argument("-n", "--num-images", type=int, default=10_000, help="images to generate (default: 10000)")
+    p.add_argument("--extractor", choices=("digits", "inception"),
+                   help="feature network (default: digits for grayscale data, inception for colour)")
+    p.add_argument("--inception-weights", metavar="PATH", help="FID Inception-v3 weights (default: torch hub cache)")
+    p.add_argument("--evaluator-weights", metavar="PATH",
+                   help="digit evaluator from 'dcgan evaluator train' (default: the shipped MNIST one)")
+    p.add_argument("--data", help="real dataset (default: the checkpoint's)")
+    p.add_argument("--data-root", help="where the real dataset lives (default: the checkpoint's)")
+    p.add_argument("--split", choices=("train", "test"), default="train", help="real split (default: train)")
+    p.add_argument("--cache-dir", help="real-data statistics cache (default: ~/.cache/dcgan/stats)")
+    p.add_argument("--batch-size", type=int, default=250, help="images per generator and extractor batch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts instead of the table")
+
+
+def _add_evaluator(sub) -> None:
+    p = sub.add_parser("evaluator", help="the offline digit evaluator used by 'dcgan eval'")
+    evaluator_sub = p.add_subparsers(dest="evaluator_command", required=True, parser_class=_Parser)
+    t = evaluator_sub.add_parser(
+        "train", help="train the digit evaluator",
+        description="Train the digit classifier on a training split and report its test accuracy.",
+    )
+    t.add_argument("--data", choices=("mnist", "fashion-mnist"), default="mnist")
+    t.add_argument("--data-root", help="where the IDX files are (default: torchvision's download folder)")
+    t.add_argument("--out", required=True, help="where to write the weights (.pt)")
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dcgan", description="Deep Convolutional GANs: train, sample, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     _add_sample(sub)
     _add_bench(sub)
+    _add_eval(sub)
+    _add_evaluator(sub)
     return parser
 
 
 def _train(args: argparse.Namespace) -> int:
     import signal
 
+    from .runtime import finish_distributed
     from .train import Trainer
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
@@ -145,6 +193,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(_DEFAULTS, **given)
     trainer = Trainer(cfg, resume=args.resume, explicit=set(given))
     trainer.run()
+    finish_distributed()
     if trainer.stop_reason in ("SIGINT", "SIGTERM"):
         return 128 + signal.Signals[trainer.stop_reason].value  # the shell's convention: 130, 143
     return 0
@@ -173,10 +222,44 @@ def _bench(args: argparse.Namespace) -> int:
     run(BenchConfig.quick(**given) if args.quick else BenchConfig(**given))
     return 0
 
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .metrics.report import EvalOptions, evaluate_checkpoint, format_table
+    from .runtime import choose_device, finish_distributed, init_distributed
+
+    dist = init_distributed(args.device)  # under torchrun the ranks share the generation
+    opts = EvalOptions(
+        num_images=args.num_images, extractor=args.extractor, inception_weights=args.inception_weights,
+        evaluator_weights=args.evaluator_weights, data=args.data, data_root=args.data_root, split=args.split,
+        seed=args.seed, batch_size=args.batch_size, cache_dir=args.cache_dir, ema=not args.no_ema,
+        progress=dist.is_main,
+    )
+    result, info = evaluate_checkpoint(args.checkpoint, opts, choose_device(args.device, dist.local_rank))
+    if dist.is_main:
+        print(json.dumps({**info, **result.to_dict()}, indent=2) if args.json else format_table(result, info))
+    finish_distributed()
+    return 0
+
+
+def _evaluator(args: argparse.Namespace) -> int:
+    from .metrics.evaluator import build_evaluator
+    from .runtime import choose_device
+
+    meta = build_evaluator(
+        args.out, data=args.data, data_root=args.data_root, epochs=args.epochs, batch_size=args.batch_size,
+        seed=args.seed, device=choose_device(args.device),
+    )
+    print(f"test accuracy {meta['test_accuracy']:.2%} on {meta['num_test_images']:,} images; wrote {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"train": _train, "sample": _sample, "bench": _bench}[args.command](args)
+        commands = {"train": _train, "sample": _sample, "bench": _bench, "eval": _eval, "evaluator": _evaluator}
+        return commands[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -51,7 +51,9 @@ class TrainConfig:
     checkpoint_every_steps: int = 500
     keep_every_steps: int = 0  # also keep step_XXXXXXX.pt every N steps (0: only latest)
     num_samples: int = 64  # images in each sample grid (fixed noise)
-    eval_every_steps: int = 0  # evaluate FID during training (0: off)
+    eval_every_steps: int = 0  # evaluate FID during training (0: off); keeps checkpoints/best.pt
+    eval_num_images: int = 10_000
+    eval_extractor: str | None = None  # None: the digit evaluator for grayscale, Inception-v3 for RGB
     tensorboard: bool = False
     quiet: bool = False
     dry_run: bool = False  # one step, to check that everything is wired

@@ -114,8 +114,13 @@ def _mnist_5k() -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.from_numpy(table[:, 784].astype(np.int64))
 
 
+def cache_home() -> Path:
+    """Where dcgan keeps downloads and cached statistics: $DCGAN_CACHE_DIR, else ~/.cache/dcgan."""
+    return Path(os.environ.get("DCGAN_CACHE_DIR") or Path.home() / ".cache" / "dcgan")
+
+
 def _default_root() -> str:
-    return os.path.join(os.path.expanduser("~"), ".cache", "dcgan", "data")
+    return str(cache_home() / "data")
 
 
 def _torchvision(cls, spec: DataSpec, **kwargs):

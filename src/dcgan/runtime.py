@@ -117,6 +117,14 @@ def barrier() -> None:
         dist.barrier()
 
 
+def finish_distributed() -> None:
+    """Wait for every rank, then leave the process group (a rank that exits early can cut
+    another off mid-collective)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def all_agree(flag: bool, device: torch.device) -> bool:
     """True on every rank if ``flag`` is true on any rank (stop signals, divergence)."""
     if get_dist().world_size == 1:

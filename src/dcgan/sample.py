@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import checkpoint as ckpt
 from .config import TrainConfig
@@ -35,15 +37,26 @@ def load_generator(path: str | Path, device: torch.device, *, ema: bool = True) 
 
 
 @torch.no_grad()
-def generate(G: Generator, num_images: int, *, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
-    """``num_images`` uint8 images [N, C, H, W] on the CPU, reproducible for a seed."""
-    device = next(G.parameters()).device
+def generated_batches(
+    generator: nn.Module, num_images: int, *, seed: int, batch_size: int, rank: int = 0, world_size: int = 1,
+) -> Iterator[torch.Tensor]:
+    """uint8 batches of ``num_images`` generated images, reproducible for a seed.
+
+    Under torchrun each rank draws the same noise and generates its slice of every batch,
+    so the ranks together generate exactly the images of one process.
+    """
+    device = next(generator.parameters()).device
     rng = torch.Generator(device=device).manual_seed(seed)
-    out = []
     for start in range(0, num_images, batch_size):
         n = min(batch_size, num_images - start)
-        out.append(to_uint8(G(torch.randn(n, G.latent_dim, device=device, generator=rng))).cpu())
-    return torch.cat(out)
+        z = torch.randn(n, generator.latent_dim, device=device, generator=rng)[rank::world_size]
+        if len(z):
+            yield to_uint8(generator(z))
+
+
+def generate(G: Generator, num_images: int, *, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
+    """``num_images`` uint8 images [N, C, H, W] on the CPU, reproducible for a seed."""
+    return torch.cat([b.cpu() for b in generated_batches(G, num_images, seed=seed, batch_size=batch_size)])
 
 
 def infer_format(out: Path, fmt: str | None) -> str:

@@ -142,6 +142,8 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError("--epochs and --steps must be at least 1")
     if cfg.max_images is not None and cfg.max_images < 1:
         raise UserError(f"--max-images must be at least 1, got {cfg.max_images}")
+    if cfg.eval_num_images < 2:
+        raise UserError(f"--eval-num-images must be at least 2 for FID, got {cfg.eval_num_images}")
     for name in ("keep_every_steps", "eval_every_steps", "num_workers"):
         if getattr(cfg, name) < 0:
             raise UserError(f"--{name.replace('_', '-')} must be 0 or more")
@@ -193,6 +195,8 @@ class Trainer:
                 f"{self.run_dir} or choose another --run-dir"
             )
 
+        self.evaluation = self._prepare_evaluation() if cfg.eval_every_steps else None
+        self.best_fid = math.inf
         seed_everything(cfg.seed + self.dist.rank)
         spec = DataSpec(
             name=cfg.data, root=cfg.data_root, channels=cfg.channels, image_size=cfg.image_size,
@@ -239,6 +243,34 @@ class Trainer:
             self._restore(resumed)
         self.stop_reason: str | None = None
 
+    def _prepare_evaluation(self):
+        from .metrics.report import EvalOptions, prepare
+
+        opts = EvalOptions(
+            num_images=self.cfg.eval_num_images, extractor=self.cfg.eval_extractor,
+            progress=False,
+        )
+        return opts, *prepare(self.cfg, opts)
+
+    def _evaluate(self, log) -> None:
+        """FID and friends of the EMA generator; rank 0 logs them and keeps the best checkpoint."""
+        from .metrics.evaluate import evaluate
+
+        opts, extractor, real, key = self.evaluation
+        G = recalibrated(self.ema.model, seed=self.cfg.seed)
+        result = evaluate(G, real, extractor, num_images=opts.num_images, seed=opts.seed,
+                          batch_size=opts.batch_size, cache_key=key, progress=False)
+        if result is None:  # not rank 0
+            return
+        row = {"step": self.step, "epoch": self.epoch, "fid": result.fid, "kid": result.kid_mean,
+               "is": result.is_mean, "min_class_share": result.min_class_share}
+        log.write(row)
+        if self.writer is not None:
+            self.writer.add_scalar("fid", result.fid, self.step)
+        if result.fid < self.best_fid:
+            self.best_fid = result.fid
+            self._write(self.run_dir / "checkpoints" / "best.pt")
+
     def _wrap(self, G: nn.Module, D_logits: nn.Module):
         if self.dist.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -265,6 +297,7 @@ class Trainer:
             "stats_sum": self.stats_sum.cpu(), "stats_count": self.stats_count,
             "fixed_noise": self.fixed_noise, "rng": rng_state(),
             "noise_rng": self.noise_rng.get_state(), "world_size": self.dist.world_size,
+            "best_fid": self.best_fid,
         }
 
     def _restore(self, state: dict) -> None:
@@ -285,8 +318,13 @@ class Trainer:
         self.fixed_noise = state["fixed_noise"]
         self.stats_sum = state["stats_sum"].to(self.device)
         self.stats_count = state["stats_count"]
+        self.best_fid = state.get("best_fid", math.inf)
         set_rng_state(state["rng"])
-        self.noise_rng.set_state(state["noise_rng"])
+        try:
+            self.noise_rng.set_state(state["noise_rng"])
+        except RuntimeError:  # written on another device type (CPU and CUDA generators differ)
+            self.noise_rng.manual_seed(self.cfg.seed * 7919 + 1 + self.step)
+            print0(f"notice: checkpoint's noise stream is for another device; reseeded for {self.device}")
 
     def _save_checkpoint(self) -> None:
         self._check_finite_weights()
@@ -299,17 +337,19 @@ class Trainer:
             self.stats_sum /= self.dist.world_size
         if self.dist.is_main:
             folder = self.run_dir / "checkpoints"
-            state = self.state_dict()
-            try:
-                ckpt.save(state, folder / ckpt.LATEST)
-                if self.cfg.keep_every_steps and self.step % self.cfg.keep_every_steps == 0:
-                    ckpt.save(state, folder / f"step_{self.step:07d}.pt")
-            except OSError as e:
-                raise UserError(
-                    f"could not write a checkpoint to {folder} ({e.strerror or e}); "
-                    "the previous checkpoint is intact"
-                ) from None
+            self._write(folder / ckpt.LATEST)
+            if self.cfg.keep_every_steps and self.step % self.cfg.keep_every_steps == 0:
+                self._write(folder / f"step_{self.step:07d}.pt")
         barrier()
+
+    def _write(self, path: Path) -> None:
+        try:
+            ckpt.save(self.state_dict(), path)
+        except OSError as e:
+            raise UserError(
+                f"could not write a checkpoint to {path.parent} ({e.strerror or e}); "
+                "the previous checkpoint is intact"
+            ) from None
 
     def _check_finite_weights(self) -> None:
         for name, net in (("generator", self.G), ("discriminator", self.D)):
@@ -415,6 +455,8 @@ class Trainer:
                             )
                     if self.dist.is_main and (self.step % cfg.sample_every_steps == 0 or done):
                         self.save_samples(f"step_{self.step:07d}")
+                    if self.evaluation is not None and self.step % cfg.eval_every_steps == 0:
+                        self._evaluate(log)
                     if self.step % cfg.checkpoint_every_steps == 0 or done:
                         self._save_checkpoint()
                     # ranks agree on stopping at log steps, so a signal costs no sync per step

@@ -1,0 +1,513 @@
+"""``dcgan bench``: training and sampling speed of the project's fast path against the classic loop.
+
+For every image size and batch size it times (a) the project's trainer path
+(``train.train_step`` on in-memory uint8 ``data.Batches``, the trainer's
+optimizers, EMA and deferred statistics) and (b) the classic pytorch/examples
+loop (``classic.py``), and prints (a)/(b). An ablation switches the fast-path
+measures off one at a time to show what each buys.
+
+Every variant runs in a fresh subprocess (``python -m dcgan.bench SPEC``) so
+that thread pools, allocator caches and DataLoader workers of one variant do
+not colour the next; ``--in-process`` (implied by ``--quick``) runs them in
+this process instead, for tests. Each variant warms up, then times several
+repetitions of a few steps (CUDA-synchronised at both ends) and reports the
+median. The data are the built-in 5,000 MNIST digits, converted to the
+variant's size and channels once; the classic path reads them as PNG files so
+that it decodes and transforms every sample with PIL, as the classic does.
+
+FLOPs are counted with ``torch.utils.flop_counter`` (convolutions and matrix
+products: the model's arithmetic) and compared with a matrix-product peak
+measured in the same run.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+# The fast-path measures the ablation switches, one at a time, from the project's defaults.
+ABLATIONS = {
+    "fast path": {},
+    "DataLoader over PNGs": {"data": "loader"},
+    "plain Adam": {"adam": "plain"},
+    "channels_last flipped": {"channels_last": "flip"},
+    ".item() every step": {"sync_every_step": True},
+    "no EMA": {"ema": False},
+}
+CUDA_ABLATIONS = {
+    "fp32 (no autocast)": {"precision": "fp32"},
+    "+cudnn.benchmark": {"cudnn_benchmark": True},
+    "+torch.compile": {"compile": "default"},
+    "+torch.compile CUDA graphs": {"compile": "reduce-overhead"},
+}
+LOG_EVERY_STEPS = 50  # TrainConfig's default: the trainer reads its statistics this often
+
+
+def channels_for(image_size: int) -> int:
+    """28x28 is the grayscale contract (MNIST); the other sizes are RGB, as in the classic."""
+    return 1 if image_size == 28 else 3
+
+
+@dataclass
+class BenchConfig:
+    sizes: tuple[int, ...] = (28, 64)
+    batch_sizes: tuple[int, ...] = (64, 128, 512)
+    device: str = "auto"
+    warmup_steps: int = 1  # after the step that counts the FLOPs, which warms up too
+    steps: int = 1  # timed steps per repetition, at least; more while a repetition is under min_repeat_s
+    min_repeat_s: float = 2.0  # short steps are repeated until a repetition lasts this long
+    repeats: int = 5  # the median repetition is reported
+    rounds: int = 1  # run the whole list this many times, alternating direction; the median round is reported
+    threads: int | None = None  # intra-op threads per variant; None: torch's default (the cores)
+    ablation: bool = True
+    ablation_rows: tuple[tuple[int, int], ...] = ((64, 64), (28, 128))  # (image size, batch size)
+    width: int = 64  # g_width = d_width; 64 is the classic (and TrainConfig's default)
+    latent_dim: int = 100
+    max_images: int | None = None  # None: all 5,000 built-in digits
+    peak_size: int | None = None  # matrix side for the peak; None: 2048 on CPU, 8192 on CUDA
+    in_process: bool = False
+    json_path: str | None = None
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, **overrides) -> "BenchConfig":
+        """Tiny networks, one batch size, one step per repetition: checks the wiring in seconds."""
+        values = dict(
+            sizes=(28,), batch_sizes=(16,), warmup_steps=0, steps=1, min_repeat_s=0.0, repeats=2,
+            ablation_rows=((28, 16),), width=8, max_images=64, peak_size=256, in_process=True,
+        )
+        return cls(**{**values, **overrides})
+
+
+def validate(cfg: BenchConfig) -> None:
+    from .models import SUPPORTED_IMAGE_SIZES
+
+    for size in cfg.sizes:
+        if size not in SUPPORTED_IMAGE_SIZES:
+            raise UserError(
+                f"--sizes: unsupported image size {size}; supported: {', '.join(map(str, SUPPORTED_IMAGE_SIZES))}"
+            )
+    num_images = cfg.max_images or 5000
+    for batch_size in cfg.batch_sizes:
+        if not 2 <= batch_size <= num_images:
+            raise UserError(f"--batch-sizes: {batch_size} must be between 2 and {num_images} (the images)")
+    if not cfg.sizes or not cfg.batch_sizes:
+        raise UserError("--sizes and --batch-sizes need at least one value each")
+    if cfg.steps < 1 or cfg.repeats < 1 or cfg.rounds < 1 or cfg.warmup_steps < 0 or cfg.min_repeat_s < 0:
+        raise UserError("--steps, --repeats and --rounds must be at least 1, --warmup-steps and --min-repeat-s at least 0")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {cfg.threads}")
+    if cfg.width < 1:
+        raise UserError(f"--width must be at least 1, got {cfg.width}")
+    if cfg.peak_size is not None and cfg.peak_size < 16:
+        raise UserError(f"--peak-size must be at least 16, got {cfg.peak_size}")
+    if cfg.json_path is not None and not Path(cfg.json_path).resolve().parent.is_dir():
+        raise UserError(f"--json: folder {Path(cfg.json_path).parent} does not exist")
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_repeats(fn, device: torch.device, *, warmup_steps: int, steps: int, repeats: int,
+                 min_repeat_s: float) -> tuple[int, list[float]]:
+    """Warm up, then time ``repeats`` repetitions of ``n`` calls; return (n, seconds per repetition).
+
+    ``n`` is ``steps``, raised so that one repetition lasts about ``min_repeat_s``
+    by the duration of the last warm-up call.
+    """
+    per_call = None
+    for _ in range(warmup_steps):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        per_call = time.perf_counter() - start
+    n = steps
+    if per_call is not None and per_call > 0:
+        n = max(steps, math.ceil(min_repeat_s / per_call))
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return n, times
+
+
+def count_flops(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def measure_peak(device: torch.device, size: int, dtype: torch.dtype = torch.float32, repeats: int = 7) -> float:
+    """GFLOP/s of a ``size`` x ``size`` matrix product: the median of ``repeats`` after warm-up."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    # on a GPU one product takes milliseconds: several per repetition keep the timer's resolution out
+    n, times = time_repeats(lambda: torch.mm(a, b), device, warmup_steps=3, steps=1, repeats=repeats,
+                            min_repeat_s=0.0 if device.type == "cpu" else 0.1)
+    return 2 * size**3 * n / statistics.median(times) / 1e9
+
+
+# --------------------------------------------------------------------------- the variants
+
+
+def _forever(epoch_fn):
+    epoch = 0
+    while True:
+        yield from epoch_fn(epoch)
+        epoch += 1
+
+
+def _project(spec: dict, device: torch.device):
+    """(train step, sample call, flop-count step) for the project's trainer path with ``spec['options']``."""
+    from .config import TrainConfig
+    from .data import Batches, ImageFolder, InMemoryImages, to_model_range
+    from .ema import EMA
+    from .runtime import autocast, resolve_precision
+    from .sample import generate
+    from .train import Logits, build_models, make_optimizers, train_step
+
+    opts = spec["options"]
+    cfg = TrainConfig(
+        image_size=spec["size"], channels=spec["channels"], g_width=spec["width"], d_width=spec["width"],
+        latent_dim=spec["latent_dim"], batch_size=spec["batch_size"], seed=spec["seed"],
+    )
+    if opts.get("cudnn_benchmark"):
+        torch.backends.cudnn.benchmark = True
+    G, D = build_models(cfg)
+    # the trainer's rule: channels_last on CUDA, off elsewhere
+    channels_last = device.type == "cuda"
+    if opts.get("channels_last") == "flip":
+        channels_last = not channels_last
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    G.to(device, memory_format=memory_format)
+    D.to(device, memory_format=memory_format)
+    ema = EMA(G, cfg.ema_decay) if opts.get("ema", True) else None
+    if opts.get("adam") == "plain":
+        betas = (cfg.beta1, cfg.beta2)
+        opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas, foreach=False)
+        opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas, foreach=False)
+    else:
+        opt_G, opt_D = make_optimizers(G, D, cfg, device)
+    precision = resolve_precision(opts.get("precision", "auto"), device)
+    amp = autocast(device, precision)
+    scaler_G = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    scaler_D = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    G_train, D_logits = G, Logits(D)
+    if opts.get("compile"):
+        mode = None if opts["compile"] == "default" else opts["compile"]
+        G_train, D_logits = torch.compile(G, mode=mode), torch.compile(D_logits, mode=mode)
+
+    data_dir = Path(spec["data_dir"])
+    if opts.get("data") == "loader":
+        data = ImageFolder(str(data_dir / "images"), spec["channels"], spec["size"])
+    else:
+        data = InMemoryImages(torch.load(data_dir / "images_u8.pt", weights_only=True))
+    batches = Batches(data, cfg.batch_size, seed=cfg.seed, device=device, num_workers=cfg.num_workers)
+    stream = _forever(batches.epoch)
+    noise_rng = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + 1)
+    stats_sum = torch.zeros(5, device=device)
+    step = 0
+
+    def train():
+        nonlocal step, stats_sum
+        real = to_model_range(next(stream)).contiguous(memory_format=memory_format)
+        z = torch.randn(cfg.batch_size, cfg.latent_dim, device=device, generator=noise_rng)
+        stats = train_step(G_train, D_logits, opt_G, opt_D, real, z, real_label=cfg.real_label, amp=amp,
+                           scaler_G=scaler_G, scaler_D=scaler_D)
+        if ema is not None:
+            ema.update(G, step)
+        step += 1
+        if opts.get("sync_every_step"):
+            stats.tolist()  # what reading the statistics every step costs
+        else:
+            stats_sum += stats
+            if step % LOG_EVERY_STEPS == 0:
+                stats_sum.tolist()
+                stats_sum.zero_()
+
+    G_sample = ema.model if ema is not None else copy.deepcopy(G).eval()
+    seed = itertools.count()
+
+    def sample():
+        generate(G_sample, cfg.batch_size, seed=next(seed), batch_size=cfg.batch_size)
+
+    return train, sample
+
+
+def _classic(spec: dict, device: torch.device):
+    """(train step, sample call) for the classic loop."""
+    from .classic import (
+        classic_batches, classic_dataset, classic_loader, classic_models, classic_optimizers,
+        classic_sample, classic_step,
+    )
+
+    G, D = classic_models(
+        latent_dim=spec["latent_dim"], channels=spec["channels"], image_size=spec["size"], width=spec["width"]
+    )
+    G.to(device)
+    D.to(device)
+    opt_G, opt_D = classic_optimizers(G, D)
+    criterion = torch.nn.BCELoss()
+    dataset = classic_dataset(str(Path(spec["data_dir"]) / "images"), channels=spec["channels"],
+                              image_size=spec["size"])
+    batches = classic_batches(classic_loader(dataset, spec["batch_size"]), device)
+    fixed_noise = torch.randn(spec["batch_size"], spec["latent_dim"], 1, 1, device=device)
+
+    def train():
+        real = next(batches)
+        z = torch.randn(real.size(0), spec["latent_dim"], 1, 1, device=device)
+        classic_step(G, D, opt_G, opt_D, real, z, criterion)
+
+    def sample():
+        classic_sample(G, fixed_noise).cpu()  # the classic moves the grid to the host to save it
+
+    return train, sample
+
+
+def run_variant(spec: dict) -> dict:
+    """Time one variant in this process; ``spec`` is a plain dict so it can cross a process boundary."""
+    threads = torch.get_num_threads()
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    try:
+        return _run_variant(spec)
+    finally:
+        torch.set_num_threads(threads)  # matters only in-process
+
+
+def _run_variant(spec: dict) -> dict:
+    device = torch.device(spec["device"])
+    torch.manual_seed(spec["seed"])
+    if spec["path"] == "peak":
+        result = {"fp32_gflops": measure_peak(device, spec["peak_size"])}
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            result["bf16_gflops"] = measure_peak(device, spec["peak_size"], torch.bfloat16)
+        return result
+    train, sample = (_project if spec["path"] == "project" else _classic)(spec, device)
+    timing = {k: spec[k] for k in ("warmup_steps", "steps", "repeats", "min_repeat_s")}
+    load_before = os.getloadavg()[0]
+    # counting runs one real step under a dispatch mode: a warm-up step, never a timed one
+    flops_train = count_flops(train)
+    train_n, train_times = time_repeats(train, device, **timing)
+    flops_sample = count_flops(sample)
+    sample_n, sample_times = time_repeats(sample, device, **timing)
+    batch = spec["batch_size"]
+    return {
+        "train_img_per_s": batch * train_n / statistics.median(train_times),
+        "train_steps_per_repeat": train_n, "train_times_s": train_times,
+        "sample_img_per_s": batch * sample_n / statistics.median(sample_times),
+        "sample_calls_per_repeat": sample_n, "sample_times_s": sample_times,
+        "flops_per_train_image": flops_train / batch, "flops_per_sample_image": flops_sample / batch,
+        "num_threads": torch.get_num_threads(), "load_avg_1min": [load_before, os.getloadavg()[0]],
+    }
+
+
+def _run_isolated(spec: dict) -> dict:
+    """``run_variant`` in a fresh interpreter; its last stdout line is the result."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "dcgan.bench", json.dumps(spec)], capture_output=True, text=True,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise RuntimeError(f"benchmark variant {spec['path']} {spec.get('size')} failed:\n{tail}")
+    return json.loads(lines[-1])
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _prepare_data(size: int, channels: int, max_images: int | None, folder: Path) -> Path:
+    """The built-in digits at this size: a uint8 tensor for the project, PNG files for the classic."""
+    from PIL import Image
+
+    from .data import DataSpec, load
+
+    out = folder / f"{size}px_{channels}ch"
+    images = load(DataSpec(channels=channels, image_size=size, max_images=max_images), progress=False).images
+    (out / "images" / "0").mkdir(parents=True)  # ImageFolder wants one sub-folder per class
+    torch.save(images, out / "images_u8.pt")
+    for i, image in enumerate(images.permute(0, 2, 3, 1).numpy()):
+        Image.fromarray(image.squeeze(-1) if channels == 1 else image).save(out / "images" / "0" / f"{i:05d}.png")
+    return out
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:,.{digits}f}"
+
+
+def _merge(rounds: list[dict]) -> dict:
+    """One variant over several rounds: the median rates, the first round's counts, every round kept."""
+    merged = dict(rounds[0])
+    for key in ("train_img_per_s", "sample_img_per_s"):
+        merged[key] = statistics.median(r[key] for r in rounds)
+    merged["rounds"] = rounds
+    return merged
+
+
+def run(cfg: BenchConfig, *, out=print) -> dict:
+    """Run every variant, print progress and the tables, write the JSON; return the results."""
+    from .runtime import choose_device
+
+    validate(cfg)
+    device = choose_device(cfg.device)
+    peak_size = cfg.peak_size or (8192 if device.type == "cuda" else 2048)
+    runner = run_variant if cfg.in_process else _run_isolated
+    ablations = {**ABLATIONS, **(CUDA_ABLATIONS if device.type == "cuda" else {})}
+    # name the flip by what it does on this device (the trainer's default is on for CUDA only)
+    flipped = "channels_last off" if device.type == "cuda" else "channels_last on"
+    ablations = {(flipped if k == "channels_last flipped" else k): v for k, v in ablations.items()}
+    base = dict(device=str(device), width=cfg.width, latent_dim=cfg.latent_dim, seed=cfg.seed,
+                warmup_steps=cfg.warmup_steps, steps=cfg.steps, repeats=cfg.repeats,
+                min_repeat_s=cfg.min_repeat_s, threads=cfg.threads)
+
+    jobs = []  # (size, batch, path, options, label)
+    for size in cfg.sizes:
+        for batch in cfg.batch_sizes:
+            jobs += [(size, batch, "project", {}, "project"), (size, batch, "classic", {}, "classic")]
+    ablation_rows = [(s, b) for s, b in cfg.ablation_rows if s in cfg.sizes] if cfg.ablation else []
+    for size, batch in ablation_rows:
+        # the unchanged fast path is measured again here, next to its variants, as their reference:
+        # on a shared machine the load drifts between the start and the end of a run
+        for label, options in ablations.items():
+            jobs.append((size, batch, "project", options, label))
+
+    results: dict = {
+        "device": str(device), "torch": torch.__version__, "cpu_count": os.cpu_count(),
+        "config": asdict(cfg), "peak": {}, "rows": [], "ablation": [],
+    }
+    done: dict = {}
+    started = time.perf_counter()
+    threads = cfg.threads or torch.get_num_threads()
+    out(f"dcgan bench on {device} (torch {torch.__version__}, {threads} threads); {len(jobs)} variants "
+        f"x {cfg.rounds} round(s), {'in this process' if cfg.in_process else 'one subprocess each'}")
+    peak_spec = {**base, "path": "peak", "peak_size": peak_size}
+    results["peak"]["start"] = runner(peak_spec)
+    out(f"matrix-product peak ({peak_size}^2 fp32): {results['peak']['start']['fp32_gflops']:.1f} GFLOP/s")
+    with tempfile.TemporaryDirectory(prefix="dcgan-bench-") as tmp:
+        data_dirs = {size: _prepare_data(size, channels_for(size), cfg.max_images, Path(tmp)) for size in cfg.sizes}
+        count = 0
+        for round_index in range(cfg.rounds):
+            # every other round runs backwards, so that a drifting load favours no variant
+            for size, batch, path, options, label in jobs if round_index % 2 == 0 else jobs[::-1]:
+                count += 1
+                channels = channels_for(size)
+                spec = {**base, "path": path, "size": size, "channels": channels, "batch_size": batch,
+                        "options": options, "data_dir": str(data_dirs[size])}
+                t0 = time.perf_counter()
+                result = runner(spec)
+                done.setdefault((size, batch, label), []).append(result)
+                out(f"[{count}/{len(jobs) * cfg.rounds}] {size}x{size}x{channels} batch {batch:>4} {label:<22} "
+                    f"train {_fmt(result['train_img_per_s'])} img/s, sample {_fmt(result['sample_img_per_s'])} "
+                    f"img/s ({time.perf_counter() - t0:.0f} s, load {result['load_avg_1min'][1]:.1f})")
+    results["peak"]["end"] = runner(peak_spec)
+    done = {key: _merge(rounds) for key, rounds in done.items()}
+
+    # the better of the two peaks: the machine's capability, so that a busy moment does not flatter % of peak
+    peak = results["peak"]["fp32_gflops"] = max(results["peak"][k]["fp32_gflops"] for k in ("start", "end"))
+    peak_bf16 = max(results["peak"][k].get("bf16_gflops", 0.0) for k in ("start", "end"))
+    results["peak"]["bf16_gflops"] = peak_bf16 or None
+    project_peak = peak_bf16 or peak  # the trainer runs in bf16 where it can (CUDA)
+
+    def pct(flops_per_image: float, img_per_s: float, peak_gflops: float) -> float:
+        return 100 * flops_per_image * img_per_s / (peak_gflops * 1e9)
+
+    for size in cfg.sizes:
+        for batch in cfg.batch_sizes:
+            a, b = done[(size, batch, "project")], done[(size, batch, "classic")]
+            results["rows"].append({
+                "size": size, "channels": channels_for(size), "batch_size": batch, "project": a, "classic": b,
+                "train_ratio": a["train_img_per_s"] / b["train_img_per_s"],
+                "sample_ratio": a["sample_img_per_s"] / b["sample_img_per_s"],
+                "gflop_per_train_image": a["flops_per_train_image"] / 1e9,
+                "project_pct_of_peak": pct(a["flops_per_train_image"], a["train_img_per_s"], project_peak),
+                "classic_pct_of_peak": pct(b["flops_per_train_image"], b["train_img_per_s"], peak),
+            })
+    for size, batch in ablation_rows:
+        reference = done[(size, batch, "fast path")]
+        for label, options in ablations.items():
+            result = done[(size, batch, label)]
+            # the fast path's count: the same arithmetic, and the counter cannot see into compiled graphs
+            rate = pct(reference["flops_per_train_image"], result["train_img_per_s"],
+                       peak if options.get("precision") == "fp32" else project_peak)
+            results["ablation"].append({
+                "size": size, "channels": channels_for(size), "batch_size": batch, "variant": label,
+                "options": options, "result": result, "pct_of_peak": rate,
+                "vs_fast_path": result["train_img_per_s"] / reference["train_img_per_s"],
+            })
+    results["elapsed_s"] = time.perf_counter() - started
+    _print_tables(results, out)
+    if cfg.json_path:
+        path = Path(cfg.json_path)
+        tmp_path = path.with_name(path.name + ".tmp")
+        tmp_path.write_text(json.dumps(results, indent=2) + "\n")
+        os.replace(tmp_path, path)
+        out(f"wrote {path}")
+    return results
+
+
+def _print_tables(results: dict, out) -> None:
+    peak = results["peak"]
+    peak_text = f"{peak['fp32_gflops']:.1f} GFLOP/s fp32 (start {peak['start']['fp32_gflops']:.1f}, end {peak['end']['fp32_gflops']:.1f})"
+    if peak.get("bf16_gflops"):
+        peak_text += f", {peak['bf16_gflops']:.1f} GFLOP/s bf16"
+    out("")
+    out(f"device {results['device']}; matrix-product peak {peak_text}")
+    head = (f"{'image':>9} {'batch':>5} {'GFLOP/img':>9} | {'train img/s':>11} {'classic':>9} {'ratio':>6} "
+            f"{'% peak':>6} {'classic':>7} | {'sample img/s':>12} {'classic':>9} {'ratio':>6}")
+    out(head)
+    out("-" * len(head))
+    for row in results["rows"]:
+        a, b = row["project"], row["classic"]
+        out(f"{row['size']:>3}x{row['size']:<3}x{row['channels']} {row['batch_size']:>5} "
+            f"{row['gflop_per_train_image']:>9.3f} | {_fmt(a['train_img_per_s']):>11} {_fmt(b['train_img_per_s']):>9} "
+            f"{row['train_ratio']:>5.2f}x {row['project_pct_of_peak']:>5.0f}% {row['classic_pct_of_peak']:>6.0f}% | "
+            f"{_fmt(a['sample_img_per_s']):>12} {_fmt(b['sample_img_per_s']):>9} {row['sample_ratio']:>5.2f}x")
+    if results["ablation"]:
+        out("")
+        out("ablation: the project path with one fast-path measure changed")
+        head = f"{'image':>9} {'batch':>5} {'variant':<28} {'train img/s':>11} {'vs fast':>8} {'% peak':>6}"
+        out(head)
+        out("-" * len(head))
+        for row in results["ablation"]:
+            out(f"{row['size']:>3}x{row['size']:<3}x{row['channels']} {row['batch_size']:>5} {row['variant']:<28} "
+                f"{_fmt(row['result']['train_img_per_s']):>11} {row['vs_fast_path']:>7.2f}x {row['pct_of_peak']:>5.0f}%")
+    out(f"({results['elapsed_s']:.0f} s)")
+
+
+def _worker_main(argv: list[str]) -> int:
+    spec = json.loads(argv[0])
+    result = run_variant(spec)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1:]))

@@ -1,0 +1,310 @@
+"""FID, KID, an Inception-Score-style score and class coverage of a generator against real data.
+
+Every image goes through the feature extractor once; its features and logits
+then feed torchmetrics' ``FrechetInceptionDistance``, ``KernelInceptionDistance``
+and ``InceptionScore`` through a pass-through feature module (torchmetrics
+accepts any ``nn.Module`` as the feature network and reads its ``num_features``
+rather than probing it with a 3x299x299 dummy image). Handing each metric the
+extractor itself would run the network three times per image, and cached real
+features could not enter at all.
+
+The real data's features are cached per (dataset, root, split, image size,
+channels, extractor) and written atomically (temporary file, ``os.replace``).
+The cache holds the features themselves, not their mean and covariance: KID
+needs them (it compares random subsets), and FID's state (the feature sum and
+``X^T X``) follows from them exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import sys
+import tempfile
+import time
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Union
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..data import InMemoryImages, cache_home
+from ..errors import UserError
+from ..runtime import get_dist
+from ..sample import generated_batches
+
+RealImages = Union[torch.Tensor, InMemoryImages, Dataset]
+
+
+def default_cache_dir() -> Path:
+    return cache_home() / "stats"
+
+
+class Precomputed(nn.Module):
+    """The identity on feature vectors, with the feature count that torchmetrics asks for."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+# --------------------------------------------------------------------------- the metrics
+
+
+def _metrics_device(device: torch.device) -> torch.device:
+    return device if device.type == "cuda" else torch.device("cpu")  # MPS has no float64
+
+
+# The metrics below run on rank 0 alone with every rank's features gathered
+# (``_gather_to_rank0``), so torchmetrics' own cross-rank sync is off.
+
+
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FID between two sets of feature vectors [N, F] (torchmetrics, in float64)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    fid = FrechetInceptionDistance(feature=Precomputed(real.shape[1]), sync_on_compute=False).to(real.device)
+    fid.update(real.double(), real=True)
+    fid.update(fake.double(), real=False)
+    return fid.compute().item()
+
+
+def kernel_distance(
+    real: torch.Tensor, fake: torch.Tensor, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """KID (mean, std over random subsets) between two sets of feature vectors; reproducible for a seed."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    subset_size = min(subset_size, len(real), len(fake))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        kid = KernelInceptionDistance(
+            feature=Precomputed(real.shape[1]), subsets=subsets, subset_size=subset_size, sync_on_compute=False
+        )
+    kid = kid.to(real.device)
+    kid.update(real.float(), real=True)
+    kid.update(fake.float(), real=False)
+    with torch.random.fork_rng(devices=[]):  # torchmetrics draws the subsets from the global RNG
+        torch.manual_seed(seed)
+        mean, std = kid.compute()
+    return mean.item(), std.item()
+
+
+def inception_score(logits: torch.Tensor, *, splits: int = 10, seed: int = 0) -> tuple[float, float]:
+    """exp(E KL(p(y|x) || p(y))) over ``splits`` random splits (mean, std); at most the class count."""
+    from torchmetrics.image.inception import InceptionScore
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        score = InceptionScore(feature=Precomputed(logits.shape[1]), splits=splits, sync_on_compute=False).to(logits.device)
+    score.update(logits.double())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mean, std = score.compute()
+    return mean.item(), std.item()
+
+
+def class_coverage(logits: torch.Tensor, labels: tuple[str, ...]) -> dict[str, float]:
+    """Share of the images predicted as each class; a collapsed generator leaves classes near 0."""
+    counts = torch.bincount(logits.argmax(1).cpu(), minlength=len(labels))
+    return {label: count / len(logits) for label, count in zip(labels, counts.tolist())}
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _batches(real: RealImages, batch_size: int) -> Iterator[torch.Tensor]:
+    if isinstance(real, InMemoryImages):
+        real = real.images
+    if isinstance(real, torch.Tensor):
+        yield from real.split(batch_size)
+        return
+    yield from DataLoader(real, batch_size=batch_size, num_workers=min(4, os.cpu_count() or 1))
+
+
+@torch.no_grad()
+def extract(
+    batches: Iterator[torch.Tensor], extractor: nn.Module, *, total: int, desc: str, progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Features [N, F] (and logits [N, K] where the extractor has them) of uint8 batches, on the CPU."""
+    from tqdm import tqdm
+
+    device = next(extractor.parameters()).device
+    features, logits = [], []
+    with tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        for images in batches:
+            f, l = extractor.features_and_logits(images.to(device))
+            features.append(f.cpu())
+            if l is not None:
+                logits.append(l.cpu())
+            bar.update(len(images))
+    return torch.cat(features), (torch.cat(logits) if logits else None)
+
+
+def cache_path(cache_dir: str | os.PathLike, key: dict) -> Path:
+    """``<dataset>-<split>-<size>px-<extractor>-<hash of the whole key>.pt``."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    parts = [str(key.get(k)) for k in ("dataset", "split") if key.get(k) is not None]
+    if key.get("image_size") is not None:
+        parts.append(f"{key['image_size']}px")
+    parts.append(str(key.get("extractor", "features")).split("-")[0])
+    return Path(cache_dir) / f"{'-'.join(parts)}-{digest}.pt"
+
+
+def _read_cache(path: Path, key: dict, num_features: int) -> torch.Tensor | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError):
+        state = None
+    valid = (
+        isinstance(state, dict) and state.get("key") == key and isinstance(state.get("features"), torch.Tensor)
+        and state["features"].ndim == 2 and state["features"].shape[1] == num_features
+    )
+    if not valid:
+        print(f"warning: ignoring unreadable or mismatched statistics cache {path}; recomputing", file=sys.stderr)
+        return None
+    return state["features"]
+
+
+def _write_cache(path: Path, key: dict, features: torch.Tensor) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"key": key, "features": features.contiguous()}, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def real_features(
+    real: RealImages | Callable[[], RealImages], extractor: nn.Module, *, key: dict | None = None,
+    cache_dir: str | os.PathLike | None = None, batch_size: int = 250, progress: bool = True,
+) -> tuple[torch.Tensor, Path | None]:
+    """Features of the real images, read from the cache when ``key`` is given and a file exists.
+
+    ``real`` may be a function returning the images, so that a cache hit never
+    loads the dataset. ``key`` describes the images (dataset, root, split,
+    size, ...); the extractor's own ``cache_key`` is added to it. Returns the
+    features and the cache file (None without a key).
+    """
+    path = None
+    if key is not None:
+        key = {**key, "extractor": extractor.cache_key}
+        path = cache_path(cache_dir if cache_dir is not None else default_cache_dir(), key)
+        cached = _read_cache(path, key, extractor.num_features)
+        if cached is not None:
+            return cached, path
+    images = real() if callable(real) else real
+    features, _ = extract(_batches(images, batch_size), extractor, total=len(images), desc="real images",
+                          progress=progress)
+    if path is not None:
+        _write_cache(path, key, features)
+    return features, path
+
+
+def _shard(num_images: int, batch_size: int, rank: int, world_size: int) -> list[torch.Tensor]:
+    """Per batch, the indices of the images this rank generates: batch positions rank::world_size."""
+    return [torch.arange(start, min(start + batch_size, num_images))[rank::world_size]
+            for start in range(0, num_images, batch_size)]
+
+
+# --------------------------------------------------------------------------- the evaluation
+
+
+@dataclass
+class EvalResult:
+    fid: float
+    kid_mean: float
+    kid_std: float
+    is_mean: float | None  # None where the extractor has no classifier
+    is_std: float | None
+    class_shares: dict[str, float] | None  # None where its classes are not the data's (Inception)
+    min_class: str | None
+    min_class_share: float | None
+    num_images: int
+    num_real_images: int
+    extractor: str
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _gather_to_rank0(parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]):
+    """Every rank's (indices, features, logits), on rank 0, as (features, logits) in image order."""
+    import torch.distributed as dist
+
+    gathered = [None] * get_dist().world_size if get_dist().rank == 0 else None
+    dist.gather_object(parts, gathered, dst=0)
+    if gathered is None:
+        return None, None
+    order = torch.cat([g[0] for g in gathered]).argsort()
+    features = torch.cat([g[1] for g in gathered])[order]
+    logits = None if gathered[0][2] is None else torch.cat([g[2] for g in gathered])[order]
+    return features, logits
+
+
+def evaluate(
+    generator: nn.Module, real_images_u8: RealImages | Callable[[], RealImages], extractor: nn.Module, *,
+    num_images: int = 10_000, seed: int = 0, batch_size: int = 250, cache_key: dict | None = None,
+    cache_dir: str | os.PathLike | None = None, kid_subsets: int = 100, kid_subset_size: int = 1000,
+    progress: bool = True,
+) -> EvalResult | None:
+    """Generate ``num_images`` images and compare them with the real ones through ``extractor``.
+
+    ``generator`` is used as given (``sample.load_generator`` returns it in
+    eval mode with recalibrated batch norm); the extractor runs on its device.
+    With ``cache_key`` the real features are cached (see ``real_features``).
+    """
+    if num_images < 2:
+        raise UserError(f"--num-images must be at least 2 for FID, got {num_images}")
+    start = time.perf_counter()
+    device = next(generator.parameters()).device
+    extractor = extractor.to(device).eval()
+    rank, world_size = get_dist().rank, get_dist().world_size
+
+    # under torchrun every rank generates and extracts its share; rank 0 gathers and scores
+    indices = torch.cat(_shard(num_images, batch_size, rank, world_size))
+    fake, logits = extract(
+        generated_batches(generator, num_images, seed=seed, batch_size=batch_size, rank=rank,
+                          world_size=world_size),
+        extractor, total=len(indices), desc="generating", progress=progress and rank == 0,
+    )
+    if world_size > 1:
+        fake, logits = _gather_to_rank0((indices, fake, logits))
+        if rank != 0:
+            return None
+    real, _ = real_features(real_images_u8, extractor, key=cache_key, cache_dir=cache_dir,
+                            batch_size=batch_size, progress=progress)
+    if len(real) < 2:
+        raise UserError(f"the real data has {len(real)} image(s); FID needs at least 2")
+
+    metrics_device = _metrics_device(device)
+    real, fake = real.to(metrics_device), fake.to(metrics_device)
+    fid = frechet_distance(real, fake)
+    kid_mean, kid_std = kernel_distance(real, fake, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
+    is_mean = is_std = shares = min_class = min_share = None
+    if logits is not None:
+        is_mean, is_std = inception_score(logits.to(metrics_device), seed=seed)
+        if getattr(extractor, "labels", None):
+            shares = class_coverage(logits, extractor.labels)
+            min_class = min(shares, key=shares.get)
+            min_share = shares[min_class]
+    return EvalResult(
+        fid=fid, kid_mean=kid_mean, kid_std=kid_std, is_mean=is_mean, is_std=is_std, class_shares=shares,
+        min_class=min_class, min_class_share=min_share, num_images=num_images, num_real_images=len(real),
+        extractor=extractor.name, seconds=time.perf_counter() - start,
+    )
