@@ -253,6 +253,8 @@ def load(spec: DataSpec, *, progress: bool = True) -> InMemoryImages | Dataset:
 
     if spec.name == "mnist-5k" and spec.root is not None:
         raise UserError("--data-root does not apply to the built-in mnist-5k; use --data mnist to read MNIST files")
+    if spec.name == "mnist-5k" and spec.split != "train":
+        raise UserError("the built-in mnist-5k has a train split only; use --data mnist for the test split")
     if spec.name in ("mnist-5k", "mnist", "fashion-mnist", "cifar10"):
         if spec.name == "mnist-5k":
             images, labels = _mnist_5k()
