@@ -112,15 +112,21 @@ def _add_bench(sub) -> None:
     p.add_argument("--batch-sizes", type=_int_list, default=unset, help="(default: 64,128,512)")
     p.add_argument("--device", default=unset, help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--warmup-steps", type=int, default=unset, help=f"(default: {d.warmup_steps})")
-    p.add_argument("--steps", type=int, default=unset, help=f"timed steps per repetition, at least (default: {d.steps})")
+    p.add_argument("--steps", type=int, default=unset,
+                   help=f"timed steps per repetition, at least (default: {d.steps})")
     p.add_argument("--min-repeat-s", type=float, default=unset,
                    help=f"add steps until a repetition lasts this long (default: {d.min_repeat_s})")
-    p.add_argument("--repeats", type=int, default=unset, help=f"repetitions; the median is reported (default: {d.repeats})")
+    p.add_argument("--repeats", type=int, default=unset,
+                   help=f"repetitions; the median is reported (default: {d.repeats})")
     p.add_argument("--rounds", type=int, default=unset,
-                   help=f"run every variant this many times, alternating order; median reported (default: {d.rounds})")
-    p.add_argument("--threads", type=int, default=unset, help="intra-op threads per variant (default: torch's, the cores)")
+                   help=f"run every variant this many times, alternating the order; the median is reported "
+                   f"(default: {d.rounds})")
+    p.add_argument("--threads", type=int, default=unset,
+                   help="intra-op threads per variant (default: torch's, the cores)")
     p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=unset,
                    help="also time the project path with each fast-path measure switched (default: on)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=unset,
+                   help="include the torch.compile variants in the CUDA ablation (default: on; off with --quick)")
     p.add_argument("--width", type=int, default=unset, help=f"G and D base feature maps (default: {d.width})")
     p.add_argument("--max-images", type=int, default=unset, help="use the first N built-in digits (default: all)")
     p.add_argument("--peak-size", type=int, default=unset,
@@ -170,6 +176,35 @@ def _add_evaluator(sub) -> None:
     t.add_argument("--device", default="auto")
 
 
+def _add_quality(sub) -> None:
+    from .quality import RECIPES, QualityConfig
+
+    d, unset = QualityConfig(), argparse.SUPPRESS  # unset: QualityConfig (or --quick) decides
+    p = sub.add_parser(
+        "quality", help="sample quality of the default recipe against the classic ones, for equal time",
+        description="Train the project's default recipe, the classic pytorch/examples loop and a newcomer's "
+        "28x28 loop for the same wall-clock budget, one after another, then score each with the digit "
+        "evaluator; write results.json, results.md and sample grids.",
+    )
+    p.add_argument("--data", default=unset, help=f"mnist or mnist-5k (default: {d.data})")
+    p.add_argument("--data-root", default=unset, help="where the MNIST IDX files are")
+    p.add_argument("--budget-min", type=float, default=unset,
+                   help=f"training minutes per recipe and seed (default: {d.budget_s / 60:g})")
+    p.add_argument("--seeds", type=_int_list, default=unset, help="comma-separated seeds (default: 0)")
+    p.add_argument("--recipes", type=lambda text: tuple(x.strip() for x in text.split(",") if x.strip()),
+                   default=unset, help=f"comma-separated, among {','.join(RECIPES)} (default: all)")
+    p.add_argument("--num-images", type=int, default=unset,
+                   help=f"generated images per evaluation (default: {d.num_images})")
+    p.add_argument("--out", default=unset, help="output folder, new or empty (default: runs/quality-TIMESTAMP)")
+    p.add_argument("--width", type=int, default=unset, help="G and D base feature maps (default: 64)")
+    p.add_argument("--max-images", type=int, default=unset, help="train on the first N images (default: all)")
+    p.add_argument("--threads", type=int, default=unset,
+                   help="intra-op threads per training process (default: torch's, the cores)")
+    p.add_argument("--device", default=unset, help=f"auto, cpu, cuda or cuda:N (default: {d.device})")
+    p.add_argument("--cache-dir", default=unset, help="real-data statistics cache (default: ~/.cache/dcgan/stats)")
+    p.add_argument("--quick", action="store_true", help="tiny networks, seconds per recipe: checks the wiring")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dcgan", description="Deep Convolutional GANs: train, sample, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -178,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_eval(sub)
     _add_evaluator(sub)
+    _add_quality(sub)
     return parser
 
 
@@ -255,10 +291,22 @@ def _evaluator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quality(args: argparse.Namespace) -> int:
+    from .quality import QualityConfig, command_line, run
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(QualityConfig) if hasattr(args, f.name)}
+    if hasattr(args, "budget_min"):
+        given["budget_s"] = args.budget_min * 60
+    cfg = QualityConfig.quick_config(**given) if args.quick else QualityConfig(**given)
+    results = run(cfg, command=command_line(cfg))
+    return 1 if any("error" in row for row in results["rows"]) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        commands = {"train": _train, "sample": _sample, "bench": _bench, "eval": _eval, "evaluator": _evaluator}
+        commands = {"train": _train, "sample": _sample, "bench": _bench, "eval": _eval, "evaluator": _evaluator,
+                    "quality": _quality}
         return commands[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,172 @@
+"""The quality benchmark: its collapse rule, its budgeted subprocesses, and a quick end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from dcgan import checkpoint as ckpt
+from dcgan.cli import main
+from dcgan.data import to_model_range
+from dcgan.quality import (
+    BASELINES, RECIPES, CollapseDetector, PILDigits, QualityConfig, command_line, fid_ratios, run_for_budget,
+)
+from dcgan.sample import load_generator
+
+COLLAPSED = {"D_x": 0.999, "D_G_z_before": 0.001, "loss_G": 30.0}
+HEALTHY = {"D_x": 0.7, "D_G_z_before": 0.3, "loss_G": 1.5}
+
+
+# --------------------------------------------------------------------------- collapse
+
+
+def test_collapse_needs_a_full_stretch_and_is_reported_once():
+    detector = CollapseDetector(stretch_rows=3)
+    assert [detector.add({"step": s, **COLLAPSED}) for s in (50, 100)] == [False, False]
+    assert not detector.collapsed
+    assert detector.add({"step": 150, **COLLAPSED}) is True
+    assert detector.collapsed and detector.first_step == 150
+    assert detector.add({"step": 200, **COLLAPSED}) is False  # still collapsed, not news
+    assert detector.last["step"] == 200
+
+
+def test_collapse_is_about_the_last_stretch():
+    detector = CollapseDetector(stretch_rows=3)
+    for step, row in zip(range(50, 300, 50), (COLLAPSED, COLLAPSED, HEALTHY, COLLAPSED, COLLAPSED)):
+        assert detector.add({"step": step, **row}) is False
+    assert not detector.collapsed and detector.first_step is None
+    for step in (300, 350, 400):
+        detector.add({"step": step, **COLLAPSED})
+    assert detector.collapsed and detector.first_step == 300
+    detector.add({"step": 450, **HEALTHY})  # it recovered: not collapsed now, but it was
+    assert not detector.collapsed and detector.first_step == 300
+
+
+@pytest.mark.parametrize("change", [{"D_x": 0.99}, {"D_G_z_before": 0.01}, {"loss_G": 5.0}, {"D_x": 0.5}])
+def test_collapse_needs_every_condition(change):
+    detector = CollapseDetector(stretch_rows=2)
+    for step in (1, 2):
+        detector.add({"step": step, **COLLAPSED, **change})
+    assert not detector.collapsed
+
+
+def test_an_empty_detector_has_nothing_to_report():
+    detector = CollapseDetector()
+    assert not detector.collapsed and detector.last is None and detector.first_step is None
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_fid_ratio_takes_the_better_baseline_per_seed():
+    rows = [
+        {"recipe": "default", "seed": 0, "eval": {"fid": 2.0}},
+        {"recipe": "classic", "seed": 0, "eval": {"fid": 8.0}},
+        {"recipe": "newcomer", "seed": 0, "eval": {"fid": 5.0}},
+        {"recipe": "default", "seed": 1, "eval": {"fid": 3.0}},
+        {"recipe": "classic", "seed": 1, "error": "exit code 1"},  # no baseline for seed 1
+    ]
+    ratios = fid_ratios(rows)
+    assert list(ratios) == [0]
+    assert ratios[0] == {"ratio": 2.0 / 5.0, "default": 2.0, "baseline": "newcomer", "baseline_fid": 5.0}
+
+
+def test_baseline_pipelines_serve_torchvision_style_digits(mnist5k):
+    images = mnist5k.images[:8]
+    newcomer = PILDigits(images, BASELINES["newcomer"].transform())
+    x, label = newcomer[3]
+    # ToTensor then Normalize(0.5, 0.5) is the project's own scaling, to rounding
+    torch.testing.assert_close(x, to_model_range(images[3]), rtol=0, atol=1e-6)
+    assert label == 0 and len(newcomer) == 8
+    classic, _ = PILDigits(images, BASELINES["classic"].transform())[3]
+    assert classic.shape == (1, 64, 64) and classic.min() >= -1 and classic.max() <= 1
+
+
+def test_command_line_reproduces_the_config():
+    cfg = QualityConfig(data_root="../shared/data/mnist", budget_s=15 * 60, seeds=(0, 1, 2), out="q")
+    assert command_line(cfg) == "dcgan quality --data-root ../shared/data/mnist --seeds 0,1,2 --out q"
+    assert command_line(QualityConfig.quick_config(budget_s=90.0)) == "dcgan quality --quick --budget-min 1.5"
+
+
+def test_budgeted_process_trains_from_its_start_and_stops_on_sigterm(tmp_path):
+    started = tmp_path / "started"
+    script = (
+        "import pathlib, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))\n"
+        f"pathlib.Path({str(started)!r}).write_text('')\n"
+        "while True: time.sleep(0.01)\n"
+    )
+    timing = run_for_budget([sys.executable, "-c", script], started=started, budget_s=0.3,
+                            log_path=tmp_path / "log", setup_timeout_s=60, stop_timeout_s=60)
+    assert timing["returncode"] == 143
+    assert timing["train_s"] >= 0.3  # the budget counts from the start of training, then SIGTERM
+    assert timing["process_s"] == pytest.approx(timing["setup_s"] + timing["train_s"])
+
+
+@pytest.mark.parametrize("argv", [
+    ["--recipes", "default,bogus"], ["--budget-min", "0"], ["--data", "cifar10"], ["--max-images", "10"],
+    ["--num-images", "1"], ["--seeds", "1,1"],
+])
+def test_bad_options_fail_in_one_line_before_any_work(argv, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["quality", "--quick", "--data", "mnist-5k", "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_used_output_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "results.json").write_text("{}")
+    assert main(["quality", "--quick", "--data", "mnist-5k", "--out", str(tmp_path)]) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_quick_benchmark_end_to_end(tmp_path, capsys):
+    out = tmp_path / "quality"
+    assert main(["quality", "--quick", "--data", "mnist-5k", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["command"] == f"dcgan quality --quick --data mnist-5k --out {out}"
+    rows = {r["recipe"]: r for r in results["rows"]}
+    assert list(rows) == list(RECIPES) and all(r["seed"] == 0 for r in rows.values())
+
+    batch_sizes = {"default": 128, "classic": 64, "newcomer": 128}
+    image_sizes = {"default": 28, "classic": 64, "newcomer": 28}
+    for recipe, row in rows.items():
+        assert "error" not in row and row["returncode"] in (0, 143)
+        e = row["eval"]
+        assert e["fid"] > 0 and math.isfinite(e["kid_mean"]) and 1.0 <= e["is_mean"] <= 10.0
+        assert e["num_images"] == 200 and e["extractor"] == "digits"
+        assert 0.0 <= e["min_class_share"] <= 0.1 + 1e-9  # the smallest of ten shares
+        # 512 images: every batch is full, so images are steps x batch
+        assert row["steps"] > 0 and row["images_seen"] == row["steps"] * batch_sizes[recipe]
+        assert row["train_s"] >= 3.0 and isinstance(row["collapsed"], bool)
+        assert row["last"]["step"] is not None and 0 <= row["last"]["D_x"] <= 1
+        grid = Image.open(out / row["grid"])
+        assert grid.size == (8 * (image_sizes[recipe] + 2) + 2,) * 2  # 64 samples, 2-pixel padding
+
+    # the default recipe is dcgan train's defaults, with only the quick sizes changed
+    default_cfg = ckpt.load(out / "runs/default-seed0/checkpoints/latest.pt")["config"]
+    assert (default_cfg["batch_size"], default_cfg["ema_decay"], default_cfg["lr_g"], default_cfg["g_width"]) == (
+        128, 0.999, 2e-4, 8)
+    # the baselines' generators are checkpoints that sample and eval read
+    for recipe in ("classic", "newcomer"):
+        G = load_generator(out / f"runs/{recipe}-seed0/generator.pt", torch.device("cpu"))
+        assert G.image_size == image_sizes[recipe] and not G.training
+
+    fids = {recipe: rows[recipe]["eval"]["fid"] for recipe in RECIPES}
+    ratio = results["ratios"]["0"]["ratio"]
+    assert ratio == pytest.approx(fids["default"] / min(fids["classic"], fids["newcomer"]))
+    assert f"= {ratio:.3f}" in printed
+    table = (out / "results.md").read_text()
+    for recipe in RECIPES:
+        assert f"| {recipe} | 0 | {fids[recipe]:.2f} |" in table
+        assert f"samples/{recipe}-seed0.png" in table
