@@ -231,3 +231,26 @@ def test_end_to_end_run_writes_every_artifact(tmp_path, capsys):
     with torch.no_grad():
         images = G(torch.randn(4, 100))
     assert images.shape == (4, 1, 28, 28) and torch.isfinite(images).all()
+
+
+def test_compile_failure_falls_back_to_eager_with_a_notice(tmp_path, monkeypatch, capsys):
+    """torch.compile compiles lazily; a backend that fails in the first step leaves an eager run."""
+    import torch
+
+    from dcgan.config import TrainConfig
+    from dcgan.train import Trainer
+
+    class Broken(torch.nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args):
+            raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: Broken(module))
+    trainer = Trainer(TrainConfig(g_width=8, d_width=8, batch_size=8, max_images=64, steps=2, quiet=True,
+                                  compile=True, device="cpu", run_dir=str(tmp_path / "run")))
+    trainer.run()
+    assert trainer.step == 2 and trainer.d_steps == 2
+    assert "notice: torch.compile failed (RuntimeError: no C++ compiler found); running eagerly" in capsys.readouterr().out

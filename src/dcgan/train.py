@@ -225,6 +225,12 @@ class Trainer:
         self.D.to(self.device, memory_format=memory_format)
         self.ema.model.to(self.device, memory_format=memory_format)
         self.opt_G, self.opt_D = make_optimizers(self.G, self.D, cfg, self.device)
+        self.d_steps = 0  # counted in Python (no device sync) for the torch.compile fall-back
+
+        def count_d_step(*_):
+            self.d_steps += 1
+
+        self.opt_D.register_step_post_hook(count_d_step)
         fp16 = self.precision == "fp16"
         self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -277,12 +283,30 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             G, D_logits = DDP(G, device_ids=ids), DDP(D_logits, device_ids=ids)
+        self.eager = (G, D_logits)
         if self.cfg.compile:
             try:
                 G, D_logits = torch.compile(G), torch.compile(D_logits)
             except Exception as e:  # compile support varies by platform; training works without it
                 print0(f"notice: torch.compile unavailable ({type(e).__name__}: {e}); running eagerly")
         return G, D_logits
+
+    def _step(self, real: torch.Tensor, z: torch.Tensor, amp) -> torch.Tensor:
+        args = dict(real_label=self.cfg.real_label, amp=amp, scaler_G=self.scaler_G, scaler_D=self.scaler_D)
+        d_steps = self.d_steps
+        try:
+            return train_step(self.G_train, self.D_logits, self.opt_G, self.opt_D, real, z, **args)
+        except Exception as e:
+            # torch.compile compiles lazily, so a missing compiler or backend shows up in the first
+            # step, before any optimizer step: fall back to eager and take the step again
+            if not self.cfg.compile or (self.G_train, self.D_logits) == self.eager:
+                raise
+            if self.d_steps != d_steps:  # D already stepped: taking the step again would not be the same step
+                raise UserError(f"torch.compile failed mid-step ({type(e).__name__}); rerun without --compile") from e
+            print0(f"notice: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                   "running eagerly")
+            self.G_train, self.D_logits = self.eager
+            return train_step(self.G_train, self.D_logits, self.opt_G, self.opt_D, real, z, **args)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -425,10 +449,7 @@ class Trainer:
                     z = torch.randn(
                         images_per_step, cfg.latent_dim, device=self.device, generator=self.noise_rng
                     )[self.dist.rank :: self.dist.world_size]
-                    stats = train_step(
-                        self.G_train, self.D_logits, self.opt_G, self.opt_D, real, z,
-                        real_label=cfg.real_label, amp=amp, scaler_G=self.scaler_G, scaler_D=self.scaler_D,
-                    )
+                    stats = self._step(real, z, amp)
                     self.ema.update(self.G, self.step)
                     self.stats_sum += stats
                     self.stats_count += 1
