@@ -32,8 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -75,6 +74,7 @@ class BenchConfig:
     rounds: int = 1  # run the whole list this many times, alternating direction; the median round is reported
     threads: int | None = None  # intra-op threads per variant; None: torch's default (the cores)
     ablation: bool = True
+    compile: bool = True  # the CUDA ablation includes the torch.compile variants (minutes of compiling)
     ablation_rows: tuple[tuple[int, int], ...] = ((64, 64), (28, 128))  # (image size, batch size)
     width: int = 64  # g_width = d_width; 64 is the classic (and TrainConfig's default)
     latent_dim: int = 100
@@ -89,7 +89,7 @@ class BenchConfig:
         """Tiny networks, one batch size, one step per repetition: checks the wiring in seconds."""
         values = dict(
             sizes=(28,), batch_sizes=(16,), warmup_steps=0, steps=1, min_repeat_s=0.0, repeats=2,
-            ablation_rows=((28, 16),), width=8, max_images=64, peak_size=256, in_process=True,
+            ablation_rows=((28, 16),), width=8, max_images=64, peak_size=256, in_process=True, compile=False,
         )
         return cls(**{**values, **overrides})
 
@@ -109,7 +109,9 @@ def validate(cfg: BenchConfig) -> None:
     if not cfg.sizes or not cfg.batch_sizes:
         raise UserError("--sizes and --batch-sizes need at least one value each")
     if cfg.steps < 1 or cfg.repeats < 1 or cfg.rounds < 1 or cfg.warmup_steps < 0 or cfg.min_repeat_s < 0:
-        raise UserError("--steps, --repeats and --rounds must be at least 1, --warmup-steps and --min-repeat-s at least 0")
+        raise UserError(
+            "--steps, --repeats and --rounds must be at least 1, --warmup-steps and --min-repeat-s at least 0"
+        )
     if cfg.threads is not None and cfg.threads < 1:
         raise UserError(f"--threads must be at least 1, got {cfg.threads}")
     if cfg.width < 1:
@@ -237,6 +239,8 @@ def _project(spec: dict, device: torch.device):
 
     def train():
         nonlocal step, stats_sum
+        if opts.get("compile") == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: earlier graph outputs may be reused
         real = to_model_range(next(stream)).contiguous(memory_format=memory_format)
         z = torch.randn(cfg.batch_size, cfg.latent_dim, device=device, generator=noise_rng)
         stats = train_step(G_train, D_logits, opt_G, opt_D, real, z, real_label=cfg.real_label, amp=amp,
@@ -293,13 +297,14 @@ def _classic(spec: dict, device: torch.device):
 
 def run_variant(spec: dict) -> dict:
     """Time one variant in this process; ``spec`` is a plain dict so it can cross a process boundary."""
-    threads = torch.get_num_threads()
+    threads, cudnn_benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     try:
         return _run_variant(spec)
-    finally:
-        torch.set_num_threads(threads)  # matters only in-process
+    finally:  # matters only in-process
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = cudnn_benchmark
 
 
 def _run_variant(spec: dict) -> dict:
@@ -313,8 +318,14 @@ def _run_variant(spec: dict) -> dict:
     train, sample = (_project if spec["path"] == "project" else _classic)(spec, device)
     timing = {k: spec[k] for k in ("warmup_steps", "steps", "repeats", "min_repeat_s")}
     load_before = os.getloadavg()[0]
-    # counting runs one real step under a dispatch mode: a warm-up step, never a timed one
-    flops_train = count_flops(train)
+    # counting runs one real step under a dispatch mode: a warm-up step, never a timed one;
+    # compiled graphs hide their operations from the counter (the fast path's count applies)
+    compiled = bool(spec.get("options", {}).get("compile"))
+    if compiled:
+        train()
+        flops_train = None
+    else:
+        flops_train = count_flops(train)
     train_n, train_times = time_repeats(train, device, **timing)
     flops_sample = count_flops(sample)
     sample_n, sample_times = time_repeats(sample, device, **timing)
@@ -324,13 +335,30 @@ def _run_variant(spec: dict) -> dict:
         "train_steps_per_repeat": train_n, "train_times_s": train_times,
         "sample_img_per_s": batch * sample_n / statistics.median(sample_times),
         "sample_calls_per_repeat": sample_n, "sample_times_s": sample_times,
-        "flops_per_train_image": flops_train / batch, "flops_per_sample_image": flops_sample / batch,
+        "flops_per_train_image": None if flops_train is None else flops_train / batch,
+        "flops_per_sample_image": flops_sample / batch,
         "num_threads": torch.get_num_threads(), "load_avg_1min": [load_before, os.getloadavg()[0]],
     }
 
 
+def _busy_cpu_s() -> float | None:
+    """CPU seconds the whole machine has spent busy (Linux /proc/stat); None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def _run_isolated(spec: dict) -> dict:
-    """``run_variant`` in a fresh interpreter; its last stdout line is the result."""
+    """``run_variant`` in a fresh interpreter; its last stdout line is the result.
+
+    Also records ``other_cpu_load``: the cores that other processes kept busy
+    meanwhile (the machine's busy time less this variant's, DataLoader workers
+    included), which says how far a shared machine disturbed the figure.
+    """
+    busy, own, start = _busy_cpu_s(), os.times(), time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "dcgan.bench", json.dumps(spec)], capture_output=True, text=True,
     )
@@ -338,7 +366,13 @@ def _run_isolated(spec: dict) -> dict:
     if proc.returncode != 0 or not lines:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise RuntimeError(f"benchmark variant {spec['path']} {spec.get('size')} failed:\n{tail}")
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    if busy is not None:
+        # a waited-for child's CPU time includes that of its own waited-for children
+        end = os.times()
+        own_s = sum(end[:4]) - sum(own[:4])  # this process and its waited-for children
+        result["other_cpu_load"] = max(0.0, (_busy_cpu_s() - busy - own_s) / (time.perf_counter() - start))
+    return result
 
 
 # --------------------------------------------------------------------------- the run
@@ -359,6 +393,11 @@ def _prepare_data(size: int, channels: int, max_images: int | None, folder: Path
     return out
 
 
+def _disturbance(result: dict) -> str:
+    other = result.get("other_cpu_load")
+    return "" if other is None else f", other processes {other:.2f} cores"
+
+
 def _fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
 
@@ -366,8 +405,9 @@ def _fmt(x: float | None, digits: int = 1) -> str:
 def _merge(rounds: list[dict]) -> dict:
     """One variant over several rounds: the median rates, the first round's counts, every round kept."""
     merged = dict(rounds[0])
-    for key in ("train_img_per_s", "sample_img_per_s"):
-        merged[key] = statistics.median(r[key] for r in rounds)
+    for key in ("train_img_per_s", "sample_img_per_s", "other_cpu_load"):
+        if key in merged:
+            merged[key] = statistics.median(r[key] for r in rounds)
     merged["rounds"] = rounds
     return merged
 
@@ -381,6 +421,8 @@ def run(cfg: BenchConfig, *, out=print) -> dict:
     peak_size = cfg.peak_size or (8192 if device.type == "cuda" else 2048)
     runner = run_variant if cfg.in_process else _run_isolated
     ablations = {**ABLATIONS, **(CUDA_ABLATIONS if device.type == "cuda" else {})}
+    if not cfg.compile:
+        ablations = {k: v for k, v in ablations.items() if "compile" not in v}
     # name the flip by what it does on this device (the trainer's default is on for CUDA only)
     flipped = "channels_last off" if device.type == "cuda" else "channels_last on"
     ablations = {(flipped if k == "channels_last flipped" else k): v for k, v in ablations.items()}
@@ -426,7 +468,7 @@ def run(cfg: BenchConfig, *, out=print) -> dict:
                 done.setdefault((size, batch, label), []).append(result)
                 out(f"[{count}/{len(jobs) * cfg.rounds}] {size}x{size}x{channels} batch {batch:>4} {label:<22} "
                     f"train {_fmt(result['train_img_per_s'])} img/s, sample {_fmt(result['sample_img_per_s'])} "
-                    f"img/s ({time.perf_counter() - t0:.0f} s, load {result['load_avg_1min'][1]:.1f})")
+                    f"img/s ({time.perf_counter() - t0:.0f} s{_disturbance(result)})")
     results["peak"]["end"] = runner(peak_spec)
     done = {key: _merge(rounds) for key, rounds in done.items()}
 
@@ -445,6 +487,10 @@ def run(cfg: BenchConfig, *, out=print) -> dict:
             results["rows"].append({
                 "size": size, "channels": channels_for(size), "batch_size": batch, "project": a, "classic": b,
                 "train_ratio": a["train_img_per_s"] / b["train_img_per_s"],
+                # each round runs the two next to each other: on a drifting machine these are the steadier ratios
+                "train_ratio_per_round": [
+                    x["train_img_per_s"] / y["train_img_per_s"] for x, y in zip(a["rounds"], b["rounds"])
+                ],
                 "sample_ratio": a["sample_img_per_s"] / b["sample_img_per_s"],
                 "gflop_per_train_image": a["flops_per_train_image"] / 1e9,
                 "project_pct_of_peak": pct(a["flops_per_train_image"], a["train_img_per_s"], project_peak),
@@ -473,32 +519,48 @@ def run(cfg: BenchConfig, *, out=print) -> dict:
     return results
 
 
+def _other(*results: dict) -> str:
+    loads = [r["other_cpu_load"] for r in results if r.get("other_cpu_load") is not None]
+    return f"{max(loads):.2f}" if loads else "-"
+
+
 def _print_tables(results: dict, out) -> None:
+    """The rows, then the ablation; ``other`` is the cores other processes kept busy meanwhile."""
     peak = results["peak"]
-    peak_text = f"{peak['fp32_gflops']:.1f} GFLOP/s fp32 (start {peak['start']['fp32_gflops']:.1f}, end {peak['end']['fp32_gflops']:.1f})"
+    peak_text = (f"{peak['fp32_gflops']:.1f} GFLOP/s fp32 (start {peak['start']['fp32_gflops']:.1f}, "
+                 f"end {peak['end']['fp32_gflops']:.1f})")
     if peak.get("bf16_gflops"):
         peak_text += f", {peak['bf16_gflops']:.1f} GFLOP/s bf16"
     out("")
     out(f"device {results['device']}; matrix-product peak {peak_text}")
-    head = (f"{'image':>9} {'batch':>5} {'GFLOP/img':>9} | {'train img/s':>11} {'classic':>9} {'ratio':>6} "
-            f"{'% peak':>6} {'classic':>7} | {'sample img/s':>12} {'classic':>9} {'ratio':>6}")
+    head = (f"{'image':<9} {'batch':>5} {'GFLOP/img':>9} | {'train img/s':>11} {'classic':>9} {'ratio':>6} "
+            f"{'% peak':>6} {'classic':>7} | {'sample img/s':>12} {'classic':>9} {'ratio':>6} | {'other':>5}")
     out(head)
     out("-" * len(head))
     for row in results["rows"]:
         a, b = row["project"], row["classic"]
-        out(f"{row['size']:>3}x{row['size']:<3}x{row['channels']} {row['batch_size']:>5} "
-            f"{row['gflop_per_train_image']:>9.3f} | {_fmt(a['train_img_per_s']):>11} {_fmt(b['train_img_per_s']):>9} "
-            f"{row['train_ratio']:>5.2f}x {row['project_pct_of_peak']:>5.0f}% {row['classic_pct_of_peak']:>6.0f}% | "
-            f"{_fmt(a['sample_img_per_s']):>12} {_fmt(b['sample_img_per_s']):>9} {row['sample_ratio']:>5.2f}x")
+        image = f"{row['size']}x{row['size']}x{row['channels']}"
+        out(f"{image:<9} {row['batch_size']:>5} {row['gflop_per_train_image']:>9.3f} | "
+            f"{_fmt(a['train_img_per_s']):>11} {_fmt(b['train_img_per_s']):>9} {row['train_ratio']:>5.2f}x "
+            f"{row['project_pct_of_peak']:>5.0f}% {row['classic_pct_of_peak']:>6.0f}% | "
+            f"{_fmt(a['sample_img_per_s']):>12} {_fmt(b['sample_img_per_s']):>9} {row['sample_ratio']:>5.2f}x | "
+            f"{_other(a, b):>5}")
+    if results["config"]["rounds"] > 1:
+        out("train ratio per round (the two variants run next to each other):")
+        for row in results["rows"]:
+            ratios = ", ".join(f"{r:.2f}" for r in row["train_ratio_per_round"])
+            out(f"  {row['size']}x{row['size']}x{row['channels']} batch {row['batch_size']}: {ratios}")
     if results["ablation"]:
         out("")
         out("ablation: the project path with one fast-path measure changed")
-        head = f"{'image':>9} {'batch':>5} {'variant':<28} {'train img/s':>11} {'vs fast':>8} {'% peak':>6}"
+        head = (f"{'image':<9} {'batch':>5} {'variant':<26} {'train img/s':>11} {'vs fast':>8} {'% peak':>6} | "
+                f"{'other':>5}")
         out(head)
         out("-" * len(head))
         for row in results["ablation"]:
-            out(f"{row['size']:>3}x{row['size']:<3}x{row['channels']} {row['batch_size']:>5} {row['variant']:<28} "
-                f"{_fmt(row['result']['train_img_per_s']):>11} {row['vs_fast_path']:>7.2f}x {row['pct_of_peak']:>5.0f}%")
+            image = f"{row['size']}x{row['size']}x{row['channels']}"
+            out(f"{image:<9} {row['batch_size']:>5} {row['variant']:<26} {_fmt(row['result']['train_img_per_s']):>11} "
+                f"{row['vs_fast_path']:>7.2f}x {row['pct_of_peak']:>5.0f}% | {_other(row['result']):>5}")
     out(f"({results['elapsed_s']:.0f} s)")
 
 

@@ -61,7 +61,7 @@ _TRAIN_OPTIONS = [
 ]
 _TRAIN_SWITCHES = [
     ("compile", "torch.compile G and D"),
-    ("channels_last", "channels_last memory format (default: on for CUDA)"),
+    ("channels_last", "channels_last memory format (default: on)"),
     ("in_memory", "hold the decoded dataset in memory (default: when it fits)"),
     ("sync_bn", "synchronised batch norm across torchrun processes"),
     ("tensorboard", "also log to RUN_DIR/tensorboard"),

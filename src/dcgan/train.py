@@ -187,6 +187,8 @@ class Trainer:
         validate(cfg)
         self.cfg = cfg
         self.precision = resolve_precision(cfg.precision, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
         self.run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
         cfg.run_dir = str(self.run_dir)
         if resumed is None and self.run_dir.exists() and any(self.run_dir.iterdir()):
@@ -218,8 +220,7 @@ class Trainer:
         if cfg.sync_bn and self.dist.world_size > 1:
             self.G = convert_sync_batchnorm(self.G, self.device)
             self.D = convert_sync_batchnorm(self.D, self.device)
-        channels_last = cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.memory_format = memory_format
         self.G.to(self.device, memory_format=memory_format)
         self.D.to(self.device, memory_format=memory_format)
