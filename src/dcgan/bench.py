@@ -203,8 +203,7 @@ def _project(spec: dict, device: torch.device):
     if opts.get("cudnn_benchmark"):
         torch.backends.cudnn.benchmark = True
     G, D = build_models(cfg)
-    # the trainer's rule: channels_last on CUDA, off elsewhere
-    channels_last = device.type == "cuda"
+    channels_last = cfg.channels_last  # the trainer's default (TrainConfig)
     if opts.get("channels_last") == "flip":
         channels_last = not channels_last
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -423,8 +422,10 @@ def run(cfg: BenchConfig, *, out=print) -> dict:
     ablations = {**ABLATIONS, **(CUDA_ABLATIONS if device.type == "cuda" else {})}
     if not cfg.compile:
         ablations = {k: v for k, v in ablations.items() if "compile" not in v}
-    # name the flip by what it does on this device (the trainer's default is on for CUDA only)
-    flipped = "channels_last off" if device.type == "cuda" else "channels_last on"
+    # name the flip by what it does (the trainer's default is TrainConfig.channels_last)
+    from .config import TrainConfig
+
+    flipped = "channels_last off" if TrainConfig().channels_last else "channels_last on"
     ablations = {(flipped if k == "channels_last flipped" else k): v for k, v in ablations.items()}
     base = dict(device=str(device), width=cfg.width, latent_dim=cfg.latent_dim, seed=cfg.seed,
                 warmup_steps=cfg.warmup_steps, steps=cfg.steps, repeats=cfg.repeats,
