@@ -50,7 +50,7 @@ ABLATIONS = {
 }
 CUDA_ABLATIONS = {
     "fp32 (no autocast)": {"precision": "fp32"},
-    "+cudnn.benchmark": {"cudnn_benchmark": True},
+    "cudnn.benchmark off": {"cudnn_benchmark": False},
     "+torch.compile": {"compile": "default"},
     "+torch.compile CUDA graphs": {"compile": "reduce-overhead"},
 }
@@ -200,8 +200,8 @@ def _project(spec: dict, device: torch.device):
         image_size=spec["size"], channels=spec["channels"], g_width=spec["width"], d_width=spec["width"],
         latent_dim=spec["latent_dim"], batch_size=spec["batch_size"], seed=spec["seed"],
     )
-    if opts.get("cudnn_benchmark"):
-        torch.backends.cudnn.benchmark = True
+    if device.type == "cuda":  # the trainer's rule: fixed shapes, so pick the fastest kernels once
+        torch.backends.cudnn.benchmark = opts.get("cudnn_benchmark", True)
     G, D = build_models(cfg)
     channels_last = cfg.channels_last  # the trainer's default (TrainConfig)
     if opts.get("channels_last") == "flip":
