@@ -13,9 +13,8 @@ from PIL import Image
 from dcgan import checkpoint as ckpt
 from dcgan.cli import main
 from dcgan.data import to_model_range
-from dcgan.quality import (
-    BASELINES, RECIPES, CollapseDetector, PILDigits, QualityConfig, command_line, fid_ratios, run_for_budget,
-)
+from dcgan.baselines import BASELINES, CollapseDetector, PILDigits
+from dcgan.quality import RECIPES, QualityConfig, command_line, fid_ratios, run_for_budget
 from dcgan.sample import load_generator
 
 COLLAPSED = {"D_x": 0.999, "D_G_z_before": 0.001, "loss_G": 30.0}

@@ -3,16 +3,8 @@
 Per seed, one recipe after another (never two at once), each in its own subprocess:
 
 - ``default``: ``dcgan train`` with the project's defaults on the chosen data;
-- ``classic``: the pytorch/examples loop (``classic.py``): MNIST upsampled to
-  64x64 by PIL per sample in a 2-worker DataLoader, batch 64, Sigmoid + BCELoss,
-  plain Adam 2e-4, betas (0.5, 0.999), no EMA;
-- ``newcomer``: the same loop at the native 28x28 as a newcomer writes it:
-  ToTensor + Normalize((0.5,), (0.5,)) per sample, batch 128, the project's
-  28x28 networks with a Sigmoid on D, no EMA, no tricks.
-
-The MNIST images for the two baselines are what ``torchvision.datasets.MNIST``
-serves: uint8 arrays made into PIL images per sample (``PILDigits``), so they
-pay the per-sample PIL work the classic pays, and no PNG files are needed.
+- ``classic`` and ``newcomer``: the baselines of ``baselines.py``, the
+  pytorch/examples loop at 64x64 and the same loop at 28x28 as a newcomer writes it.
 
 Every recipe gets the same budget of training time: the clock starts when the
 recipe has set up (its ``config.json`` appears in its run directory) and ends
@@ -43,43 +35,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections import deque
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
 import torch
-from torch import nn
-from torch.utils.data import Dataset
 
 from . import checkpoint as ckpt
+from .baselines import BASELINES, CollapseDetector, collapse_warning
 from .errors import UserError
 
 RECIPES = ("default", "classic", "newcomer")
 DATASETS = ("mnist", "mnist-5k")  # the digit evaluator scores digits
-LATENT_DIM = 100
 STOP_EXIT_CODES = (0, 143)  # 143: the trainer stopped by SIGTERM, the budget's end
 
-
-@dataclass(frozen=True)
-class Baseline:
-    """A recipe trained with the classic loop (``classic.classic_step``)."""
-
-    image_size: int
-    batch_size: int
-
-    def transform(self):
-        """PIL image -> float tensor in [-1, 1], per sample."""
-        from torchvision import transforms
-
-        from .classic import classic_transform
-
-        if self.image_size == 28:  # the newcomer's: no resizing at the native size
-            return transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
-        return classic_transform(1, self.image_size)
-
-
-BASELINES = {"classic": Baseline(image_size=64, batch_size=64), "newcomer": Baseline(image_size=28, batch_size=128)}
 
 
 @dataclass
@@ -150,137 +119,6 @@ def validate(cfg: QualityConfig) -> None:
         raise UserError(f"--out {cfg.out} already exists and is not empty; choose another folder")
 
 
-# --------------------------------------------------------------------------- collapse
-
-
-class CollapseDetector:
-    """Watches logged windows of statistics (metrics.jsonl rows); collapsed while the last
-    ``stretch_rows`` rows all show D winning every batch (the trainer's warning rule)."""
-
-    def __init__(self, *, stretch_rows: int = 3) -> None:
-        self.recent: deque[dict] = deque(maxlen=stretch_rows)
-        self.first_step: int | None = None  # where a collapsed stretch was first complete
-
-    def add(self, row: dict) -> bool:
-        """Take one row; True when this row completes the first collapsed stretch."""
-        was_collapsed = self.first_step is not None
-        self.recent.append(row)
-        if self.collapsed and not was_collapsed:
-            self.first_step = row.get("step")
-            return True
-        return False
-
-    @property
-    def collapsed(self) -> bool:
-        from .train import _looks_collapsed  # one rule for the trainer's warning and this benchmark
-
-        return len(self.recent) == self.recent.maxlen and all(_looks_collapsed(r) for r in self.recent)
-
-    @property
-    def last(self) -> dict | None:
-        return self.recent[-1] if self.recent else None
-
-
-def collapse_warning(recipe: str, seed: int, row: dict) -> str:
-    return (f"warning: {recipe} seed {seed} looks collapsed at step {row.get('step')}: D(x) {row['D_x']:.3f}, "
-            f"D(G(z)) {row['D_G_z_before']:.4f}, loss_G {row['loss_G']:.1f}")
-
-
-# --------------------------------------------------------------------------- the baselines' training
-
-
-class PILDigits(Dataset):
-    """uint8 digits [N, 1, 28, 28] served as ``torchvision.datasets.MNIST`` does: a PIL image per
-    sample through ``transform``, with a dummy label."""
-
-    def __init__(self, images_u8: torch.Tensor, transform) -> None:
-        self.images, self.transform = images_u8[:, 0].numpy(), transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.images[index])), 0  # 2-D uint8: mode "L"
-
-
-class _StopFlag:
-    """SIGTERM and SIGINT ask the loop to stop after its step."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        for s in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(s, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.reason = signal.Signals(signum).name
-
-
-def train_baseline(spec: dict) -> Path:
-    """Train a classic-loop recipe until SIGTERM; return its generator file.
-
-    Writes to ``spec['run_dir']``: config.json when training starts, metrics.jsonl
-    (the trainer's row format) and generator.pt, a dcgan checkpoint with the
-    generator only, which ``dcgan sample`` and ``dcgan eval`` read.
-    """
-    from .classic import classic_batches, classic_loader, classic_models, classic_optimizers, classic_step
-    from .config import TrainConfig
-    from .data import DataSpec, load
-    from .plots import MetricsLog
-    from .runtime import choose_device
-    from .train import STAT_NAMES
-
-    stop = _StopFlag()
-    recipe = BASELINES[spec["recipe"]]
-    run_dir = Path(spec["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = choose_device(spec["device"])
-    torch.manual_seed(spec["seed"])
-    images = load(DataSpec(name=spec["data"], root=spec["data_root"], max_images=spec["max_images"]),
-                  progress=False).images
-    # shuffled, 2 workers, the last partial batch kept, new workers every epoch
-    batches = classic_batches(classic_loader(PILDigits(images, recipe.transform()), recipe.batch_size), device)
-    G, D = classic_models(latent_dim=LATENT_DIM, channels=1, image_size=recipe.image_size, width=spec["width"])
-    G.to(device)
-    D.to(device)
-    opt_G, opt_D = classic_optimizers(G, D)  # plain Adam, lr 2e-4, betas (0.5, 0.999)
-    criterion = nn.BCELoss()
-    cfg = TrainConfig(
-        data=spec["data"], data_root=spec["data_root"], image_size=recipe.image_size, channels=1,
-        max_images=spec["max_images"], latent_dim=LATENT_DIM, g_width=spec["width"], d_width=spec["width"],
-        batch_size=recipe.batch_size, ema_decay=0.0, seed=spec["seed"], device=spec["device"],
-        run_dir=str(run_dir), log_every_steps=spec["log_every_steps"], extra={"recipe": spec["recipe"]},
-    )
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")  # the clock starts
-
-    log, detector = MetricsLog(run_dir / "metrics.jsonl"), CollapseDetector()
-    sums, count, step, images_seen = [0.0] * len(STAT_NAMES), 0, 0, 0
-    start = time.perf_counter()
-    while stop.reason is None:
-        real = next(batches)
-        z = torch.randn(real.size(0), LATENT_DIM, 1, 1, device=device)
-        stats = classic_step(G, D, opt_G, opt_D, real, z, criterion)
-        step, images_seen, count = step + 1, images_seen + real.size(0), count + 1
-        sums = [s + v for s, v in zip(sums, dataclasses.astuple(stats))]
-        if count == spec["log_every_steps"]:
-            row = {"step": step, **{k: s / count for k, s in zip(STAT_NAMES, sums)}}
-            log.write(row)
-            sums, count = [0.0] * len(STAT_NAMES), 0
-            if detector.add(row):
-                print(collapse_warning(spec["recipe"], spec["seed"], row), flush=True)
-    seconds = time.perf_counter() - start
-    del batches  # shuts the loader's workers down before the save
-
-    cfg.steps, cfg.epochs = step, None
-    path = run_dir / "generator.pt"
-    ckpt.save({"config": cfg.to_dict(), "G": G.state_dict(), "G_ema": None, "step": step,
-               "images_seen": images_seen, "train_seconds": seconds, "stop_reason": stop.reason}, path)
-    print(f"{spec['recipe']}: stopped by {stop.reason} after {step} steps, {images_seen} images, "
-          f"{seconds:.1f} s; wrote {path}", flush=True)
-    return path
-
-
 # --------------------------------------------------------------------------- one recipe, one seed
 
 
@@ -303,7 +141,7 @@ def _command(cfg: QualityConfig, recipe: str, seed: int, run_dir: Path) -> list[
     spec = dict(recipe=recipe, data=cfg.data, data_root=cfg.data_root, max_images=cfg.max_images,
                 width=cfg.width or 64, seed=seed, device=cfg.device, run_dir=str(run_dir),
                 log_every_steps=cfg.log_every_steps)
-    return [sys.executable, "-m", "dcgan.quality", json.dumps(spec)]
+    return [sys.executable, "-m", "dcgan.baselines", json.dumps(spec)]
 
 
 def run_for_budget(cmd: list[str], *, started: Path, budget_s: float, log_path: Path, setup_timeout_s: float,
@@ -503,16 +341,3 @@ def format_markdown(results: dict) -> str:
         if "grid" in r:
             lines.append(f"![{r['recipe']} seed {r['seed']}]({r['grid']})")
     return "\n".join(lines) + "\n"
-
-
-def _worker_main(argv: list[str]) -> int:
-    try:
-        train_baseline(json.loads(argv[0]))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main(sys.argv[1:]))
