@@ -202,6 +202,7 @@ def assert_one_line_error(capsys, code: int, *fragments: str) -> str:
         (["--steps", "0"], ["at least 1"]),
         (["--data", "imagenet"], ["unknown dataset 'imagenet'", "mnist-5k"]),
         (["--precision", "fp64"], ["unknown precision 'fp64'"]),
+        (["--compile-mode", "fast"], ["--compile-mode must be one of default, reduce-overhead", "got 'fast'"]),
         (["--device", "tpu"], ["tpu"]),
         (["--batch-size", "abc"], ["invalid int value: 'abc'"]),
         (["--bogus"], ["unrecognized arguments: --bogus"]),

@@ -44,9 +44,11 @@ def test_auto_precision_is_bf16_where_supported(tmp_path):
     assert trainer.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
 
 
-def test_compiled_training_stores_uncompiled_modules(tmp_path):
-    trainer = Trainer(_tiny(tmp_path / "run", compile=True))
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_training_stores_uncompiled_modules(tmp_path, mode):
+    trainer = Trainer(_tiny(tmp_path / "run", compile=True, compile_mode=mode))
     trainer.run()
+    assert trainer.step == 4 and all(torch.isfinite(p).all() for p in trainer.G.parameters())
     state = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=True)
     assert not any(k.startswith("_orig_mod.") for k in state["G"])
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 from dcgan import checkpoint as ckpt
 from dcgan.cli import main
+from dcgan.config import TrainConfig
 from dcgan.data import to_model_range
 from dcgan.baselines import BASELINES, CollapseDetector, PILDigits
 from dcgan.quality import RECIPES, QualityConfig, command_line, fid_ratios, run_for_budget
@@ -137,7 +138,7 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     rows = {r["recipe"]: r for r in results["rows"]}
     assert list(rows) == list(RECIPES) and all(r["seed"] == 0 for r in rows.values())
 
-    batch_sizes = {"default": 128, "classic": 64, "newcomer": 128}
+    batch_sizes = {"default": TrainConfig().batch_size, "classic": 64, "newcomer": 128}
     image_sizes = {"default": 28, "classic": 64, "newcomer": 28}
     for recipe, row in rows.items():
         assert "error" not in row and row["returncode"] in (0, 143)
@@ -155,7 +156,7 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     # the default recipe is dcgan train's defaults, with only the quick sizes changed
     default_cfg = ckpt.load(out / "runs/default-seed0/checkpoints/latest.pt")["config"]
     assert (default_cfg["batch_size"], default_cfg["ema_decay"], default_cfg["lr_g"], default_cfg["g_width"]) == (
-        128, 0.999, 2e-4, 8)
+        64, 0.999, 2e-4, 8)
     # the baselines' generators are checkpoints that sample and eval read
     for recipe in ("classic", "newcomer"):
         G = load_generator(out / f"runs/{recipe}-seed0/generator.pt", torch.device("cpu"))

@@ -254,3 +254,16 @@ def test_compile_failure_falls_back_to_eager_with_a_notice(tmp_path, monkeypatch
     trainer.run()
     assert trainer.step == 2 and trainer.d_steps == 2
     assert "notice: torch.compile failed (RuntimeError: no C++ compiler found); running eagerly" in capsys.readouterr().out
+
+
+def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch):
+    import torch
+
+    from dcgan.config import TrainConfig
+    from dcgan.train import Trainer
+
+    modes = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: modes.append(kwargs.get("mode")) or module)
+    Trainer(TrainConfig(g_width=8, d_width=8, batch_size=8, max_images=64, steps=1, quiet=True, compile=True,
+                        compile_mode="reduce-overhead", device="cpu", run_dir=str(tmp_path / "run"))).run()
+    assert modes == ["reduce-overhead", "reduce-overhead"]  # G and D

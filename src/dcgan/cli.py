@@ -58,6 +58,8 @@ _TRAIN_OPTIONS = [
     ("eval_every_steps", int, "evaluate FID every N steps during training and keep checkpoints/best.pt (0: off)"),
     ("eval_num_images", int, "generated images per evaluation during training"),
     ("eval_extractor", str, "digits or inception (default: digits for grayscale, inception for RGB)"),
+    ("compile_mode", str, "torch.compile mode with --compile: default, reduce-overhead (CUDA graphs), "
+                          "max-autotune or max-autotune-no-cudagraphs"),
 ]
 _TRAIN_SWITCHES = [
     ("compile", "torch.compile G and D"),

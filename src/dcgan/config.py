@@ -27,7 +27,9 @@ class TrainConfig:
     g_width: int = 64  # base feature maps; the classic 64x64 model uses 64
     d_width: int = 64
     # optimisation (the DCGAN paper's values)
-    batch_size: int = 128  # per process; under torchrun the global batch is this x world size
+    # per process; under torchrun the global batch is this x world size. 64, not 128: for the same
+    # 192k full-MNIST images, evaluator FID 5.3 against 7.0, at 0.89x the images/s (README, #4)
+    batch_size: int = 64
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     beta1: float = 0.5
@@ -42,6 +44,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # fp32 on CPU; bf16 autocast on CUDA where supported
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile mode; reduce-overhead adds CUDA graphs
     channels_last: bool = True  # measured faster on CPU too: 1.12x at 28x28, 1.09x at 64x64 (docs/benchmarks.md)
     sync_bn: bool = False  # SyncBatchNorm under torchrun
     # logging and artifacts

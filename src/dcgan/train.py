@@ -109,6 +109,9 @@ def build_models(cfg: TrainConfig) -> tuple[Generator, Discriminator]:
     return G, D
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 def validate(cfg: TrainConfig) -> None:
     """Fail on bad values and combinations before any work starts."""
     from .models import SUPPORTED_CHANNELS, SUPPORTED_IMAGE_SIZES
@@ -144,6 +147,8 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"--max-images must be at least 1, got {cfg.max_images}")
     if cfg.eval_num_images < 2:
         raise UserError(f"--eval-num-images must be at least 2 for FID, got {cfg.eval_num_images}")
+    if cfg.compile_mode not in COMPILE_MODES:
+        raise UserError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {cfg.compile_mode!r}")
     for name in ("keep_every_steps", "eval_every_steps", "num_workers"):
         if getattr(cfg, name) < 0:
             raise UserError(f"--{name.replace('_', '-')} must be 0 or more")
@@ -287,7 +292,7 @@ class Trainer:
         self.eager = (G, D_logits)
         if self.cfg.compile:
             try:
-                G, D_logits = torch.compile(G), torch.compile(D_logits)
+                G, D_logits = (torch.compile(m, mode=self.cfg.compile_mode) for m in (G, D_logits))
             except Exception as e:  # compile support varies by platform; training works without it
                 print0(f"notice: torch.compile unavailable ({type(e).__name__}: {e}); running eagerly")
         return G, D_logits
@@ -295,6 +300,8 @@ class Trainer:
     def _step(self, real: torch.Tensor, z: torch.Tensor, amp) -> torch.Tensor:
         args = dict(real_label=self.cfg.real_label, amp=amp, scaler_G=self.scaler_G, scaler_D=self.scaler_D)
         d_steps = self.d_steps
+        if self.cfg.compile and (self.G_train, self.D_logits) != self.eager:
+            torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs (reduce-overhead) may reuse last step's outputs
         try:
             return train_step(self.G_train, self.D_logits, self.opt_G, self.opt_D, real, z, **args)
         except Exception as e:
