@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The recipe knobs of README "Sample quality", each measured for the same number of images (192,000
 # full-MNIST images, seed 0), from batch 128, EMA 0.999, lr 2e-4 and real label 1, then (second
-# pair) from batch 64. Two trainings at a time, one thread each, on a 2-core machine: about 35 minutes.
+# and third pairs) from batch 64. Two trainings at a time, one thread each, on a 2-core machine: about
+# 35 minutes.
 # Usage: bash scripts/knob_ablation.sh [MNIST_ROOT] [OUT]
 set -euo pipefail
 root=${1:-../shared/data/mnist}
@@ -23,6 +24,9 @@ wait
 train batch32 --steps 6000 --batch-size 32 &
 train glr4 --steps 3000 --batch-size 64 --lr-g 4e-4 &
 wait
+train dwidth32 --steps 3000 --batch-size 64 --d-width 32 &
+train dwidth16 --steps 3000 --batch-size 64 --d-width 16 &
+wait
 
 echo "| knob | FID | KID | IS | smallest class |"
 echo "|---|---:|---:|---:|---:|"
@@ -40,3 +44,5 @@ score "batch 64 (3,000 steps)" "$out/batch64"
 score "lr_D 4e-4, lr_G 1e-4" "$out/ttur"
 score "batch 32 (6,000 steps)" "$out/batch32"
 score "batch 64, lr_G 4e-4 (3,000 steps)" "$out/glr4"
+score "batch 64, D width 32 (3,000 steps)" "$out/dwidth32"
+score "batch 64, D width 16 (3,000 steps)" "$out/dwidth16"
