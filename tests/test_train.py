@@ -267,3 +267,17 @@ def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch):
     Trainer(TrainConfig(g_width=8, d_width=8, batch_size=8, max_images=64, steps=1, quiet=True, compile=True,
                         compile_mode="reduce-overhead", device="cpu", run_dir=str(tmp_path / "run"))).run()
     assert modes == ["reduce-overhead", "reduce-overhead"]  # G and D
+
+
+@pytest.mark.parametrize("image_size, channels, width", [(28, 1, 16), (32, 1, 64), (64, 3, 64)])
+def test_discriminator_width_defaults_by_image_size(tmp_path, image_size, channels, width):
+    from dcgan.train import Trainer
+
+    assert TrainConfig().d_width is None  # filled in per run, so --image-size 64 alone gets the classic 64
+    cfg = TrainConfig(data="fake", image_size=image_size, channels=channels, g_width=8, batch_size=4, max_images=8,
+                      steps=1, quiet=True, device="cpu", run_dir=str(tmp_path / "run"))
+    trainer = Trainer(cfg)
+    assert trainer.D.width == trainer.cfg.d_width == width
+    trainer.run()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["d_width"] == width
+    assert TrainConfig(image_size=image_size, d_width=8).resolved().d_width == 8  # a given width wins

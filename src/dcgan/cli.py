@@ -36,7 +36,7 @@ _TRAIN_OPTIONS = [
     ("num_workers", int, "DataLoader workers when the data is streamed instead of held in memory"),
     ("latent_dim", int, "size of the noise vector z"),
     ("g_width", int, "generator base feature maps"),
-    ("d_width", int, "discriminator base feature maps"),
+    ("d_width", int, "discriminator base feature maps (default: 16 at 28x28, 64 otherwise)"),
     ("batch_size", int, "images per step per process (under torchrun the global batch is this x processes)"),
     ("lr_g", float, "generator Adam learning rate"),
     ("lr_d", float, "discriminator Adam learning rate"),
@@ -76,7 +76,8 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a DCGAN", description="Train a DCGAN and write a run directory.")
     for name, typ, text in _TRAIN_OPTIONS:
         default = getattr(_DEFAULTS, name)
-        p.add_argument(_flag(name), type=typ, default=argparse.SUPPRESS, help=f"{text} (default: {default})")
+        shown = text if "(default:" in text else f"{text} (default: {default})"
+        p.add_argument(_flag(name), type=typ, default=argparse.SUPPRESS, help=shown)
     for name, text in _TRAIN_SWITCHES:
         p.add_argument(_flag(name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
     p.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT", help="continue a run exactly where it stopped")

@@ -12,6 +12,16 @@ from .data import DEFAULT_DATASET
 ARCHITECTURE_FIELDS = ("data", "image_size", "channels", "latent_dim", "g_width", "d_width")
 
 
+def default_d_width(image_size: int) -> int:
+    """The discriminator's base feature maps when --d-width is not given.
+
+    64 (the classic ndf) everywhere but 28x28, where 16 learns as much per image as 64 (evaluator
+    FID 5.21 against 5.32 after 192k full-MNIST images) at about 1.7x the images per second, so a
+    fixed budget sees more of them: FID 3.45 against 4.30 in 15 minutes (README, #4).
+    """
+    return 16 if image_size == 28 else 64
+
+
 @dataclass
 class TrainConfig:
     # data
@@ -25,7 +35,7 @@ class TrainConfig:
     # model
     latent_dim: int = 100
     g_width: int = 64  # base feature maps; the classic 64x64 model uses 64
-    d_width: int = 64
+    d_width: int | None = None  # None: see default_d_width
     # optimisation (the DCGAN paper's values)
     # per process; under torchrun the global batch is this x world size. 64, not 128: for the same
     # 192k full-MNIST images, evaluator FID 5.3 against 7.0, at 0.89x the images/s (README, #4)
@@ -61,6 +71,12 @@ class TrainConfig:
     quiet: bool = False
     dry_run: bool = False  # one step, to check that everything is wired
     extra: dict = field(default_factory=dict)  # free-form notes written to config.json
+
+    def resolved(self) -> "TrainConfig":
+        """This config with the size-dependent defaults filled in (what a run records and uses)."""
+        if self.d_width is not None:
+            return self
+        return dataclasses.replace(self, d_width=default_d_width(self.image_size))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

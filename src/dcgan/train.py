@@ -189,6 +189,7 @@ class Trainer:
             if cfg.run_dir is None:
                 values["run_dir"] = str(resume_path.parent.parent)
             cfg = TrainConfig.from_dict(values)
+        cfg = cfg.resolved()
         validate(cfg)
         self.cfg = cfg
         self.precision = resolve_precision(cfg.precision, self.device)
