@@ -16,8 +16,10 @@ def default_d_width(image_size: int) -> int:
     """The discriminator's base feature maps when --d-width is not given.
 
     64 (the classic ndf) everywhere but 28x28, where 16 learns as much per image as 64 (evaluator
-    FID 5.21 against 5.32 after 192k full-MNIST images) at about 1.7x the images per second, so a
-    fixed budget sees more of them: FID 3.45 against 4.30 in 15 minutes (README, #4).
+    FID 5.21 against 5.32 after 192k full-MNIST images) at about twice the images per second (1,456
+    and 1,766 against 769 and 777 img/s in one interleaved measurement), so a
+    fixed budget sees more of them: 15 minutes gave FID 3.27, 4.51 and 3.96 (seeds 0-2) against
+    4.30, 4.34 and 4.38 with 64 (README "Sample quality", #4).
     """
     return 16 if image_size == 28 else 64
 
