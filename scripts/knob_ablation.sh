@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The recipe knobs of README "Sample quality", each measured for the same number of images (192,000
+# The recipe knobs of docs/quality.md, each measured for the same number of images (192,000
 # full-MNIST images, seed 0), from batch 128, EMA 0.999, lr 2e-4 and real label 1, then (second
 # and third pairs) from batch 64. Two trainings at a time, one thread each, on a 2-core machine: about
 # 35 minutes.
@@ -10,9 +10,14 @@ out=${2:-runs/knob-ablation}
 mkdir -p "$out"
 export OMP_NUM_THREADS=1
 
+# every knob the table compares, pinned: the table stays the same when dcgan train's defaults change
+# (a later option overrides an earlier one, so each run repeats only the knob it changes)
+PINNED=(--batch-size 128 --g-width 64 --d-width 64 --lr-g 2e-4 --lr-d 2e-4 --beta1 0.5 --beta2 0.999
+        --ema-decay 0.999 --real-label 1.0 --precision fp32)
+
 train() {  # NAME ARGS...: dcgan train on full MNIST into $out/NAME
   local name=$1; shift
-  dcgan train --data mnist --data-root "$root" --run-dir "$out/$name" --quiet --seed 0 --batch-size 128 "$@" \
+  dcgan train --data mnist --data-root "$root" --run-dir "$out/$name" --quiet --seed 0 "${PINNED[@]}" "$@" \
     > "$out/$name.log" 2>&1
 }
 train baseline --steps 1500 &

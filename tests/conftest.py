@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,10 @@ import torch
 
 from dcgan.data import DataSpec, InMemoryImages, load
 
-# the real IDX files, on disk for every developer and CI run (see ../shared/data/README.md)
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+# Real data for the tests that need it: $DCGAN_TEST_DATA, else ../shared/data beside the clone (on disk
+# for every developer and CI run). Where it is absent those tests skip with the reason.
+TEST_DATA = Path(os.environ.get("DCGAN_TEST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+MNIST_DIR = TEST_DATA / "mnist"
 
 # Options that make a CLI training run take seconds on two CPU cores.
 TINY_TRAIN = [
@@ -30,7 +33,7 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def mnist_dir() -> str:
     if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"the MNIST IDX files are not at {MNIST_DIR}")
+        pytest.skip(f"the MNIST IDX files are not at {MNIST_DIR} (set DCGAN_TEST_DATA to the folder holding mnist/)")
     return str(MNIST_DIR)
 
 

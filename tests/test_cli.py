@@ -274,10 +274,19 @@ def test_sample_without_a_usable_checkpoint(target, fragments, tmp_path, capsys)
         (["--format", "gif"], ["invalid choice: 'gif'"]),
     ],
 )
-def test_bad_sample_options(options, fragments, builtin_run, tmp_path, capsys):
-    with contextlib.chdir(tmp_path):
-        code = main(["sample", str(builtin_run[0]), *options])
+def test_bad_sample_options(options, fragments, builtin_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["sample", str(builtin_run[0]), *options])
     assert_one_line_error(capsys, code, *fragments)
+
+
+@pytest.mark.parametrize(("out", "fmt", "written"), [("foo", "npz", "foo.npz"), ("bar", "grid", "bar.png"),
+                                                      ("baz.npz", None, "baz.npz")])
+def test_the_path_printed_is_the_path_written(builtin_run, tmp_path, capsys, out, fmt, written):
+    options = ["--format", fmt] if fmt else []
+    assert main(["sample", str(builtin_run[0]), "-n", "4", "-o", str(tmp_path / out), *options]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote 4 images to {tmp_path / written}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [written]
 
 
 def test_no_command(capsys):

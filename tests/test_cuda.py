@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 
+from dcgan import checkpoint as ckpt
 from dcgan.cli import main
 from dcgan.config import TrainConfig
 from dcgan.train import Trainer
@@ -57,9 +59,13 @@ def test_gpu_checkpoint_samples_and_resumes_on_cpu(tmp_path):
     run = tmp_path / "run"
     Trainer(_tiny(run)).run()
     assert main(["sample", str(run), "-n", "8", "-o", str(tmp_path / "grid.png"), "--device", "cpu"]) == 0
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.size == (3 * 30 + 2, 3 * 30 + 2)  # 8 samples in a 3x3 grid of 28-pixel images
     resumed = Trainer(TrainConfig(steps=6, device="cpu"), resume=str(run), explicit={"steps", "device"})
     assert resumed.step == 4 and next(resumed.G.parameters()).device.type == "cpu"
     resumed.run()
+    state = ckpt.load(run)
+    assert state["step"] == 6 and all(torch.isfinite(v).all() for v in state["G"].values())
 
 
 def test_fast_path_matches_fp32_reference_on_cuda(tmp_path):

@@ -337,3 +337,65 @@ def test_batch_larger_than_the_dataset_is_a_user_error():
     with pytest.raises(UserError, match=r"\(64 images over 2 ranks\)"):
         Batches(numbered(64), 33, seed=0, device=CPU, rank=0, world_size=2)
     assert Batches(numbered(64), 64, seed=0, device=CPU).steps_per_epoch == 1
+
+
+def test_a_decompression_bomb_is_skipped_and_counted(image_folder, monkeypatch, capsys):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)  # only 64x48 green.jpeg is over 2x this: an error
+    folder = ImageFolder(str(image_folder), channels=3, image_size=32)
+    data = decode_all(folder, progress=False)
+    assert sorted(Path(p).name for p in folder.skipped) == ["corrupt.png", "green.jpeg"]
+    assert len(data) == 3
+    assert "skipped 2 unreadable image file(s)" in capsys.readouterr().out
+
+
+def test_what_dataloader_workers_receive_pickles(image_folder):
+    """Workers started with spawn (macOS, Windows) pickle the dataset and the collate function."""
+    import pickle
+
+    from dcgan.data import _as_list, _Decode
+
+    folder = ImageFolder(str(image_folder), channels=3, image_size=32)
+    dataset, collate = pickle.loads(pickle.dumps((_Decode(folder), _as_list)))
+    items = collate([dataset[i] for i in range(len(dataset))])
+    assert sum(isinstance(x, torch.Tensor) for x in items) == 4 and items[1].endswith("corrupt.png")
+
+
+def test_decoding_works_in_spawned_workers(image_folder, monkeypatch):
+    import torch.utils.data as tud
+
+    real_loader = tud.DataLoader
+
+    def spawned(*args, **kwargs):
+        kwargs.update(num_workers=1, multiprocessing_context="spawn")
+        return real_loader(*args, **kwargs)
+
+    monkeypatch.setattr("dcgan.data.DataLoader", spawned)
+    data = decode_all(ImageFolder(str(image_folder), channels=3, image_size=32), progress=False)
+    assert data.images.shape == (4, 3, 32, 32)
+
+
+def test_no_in_memory_streams_the_digits_too(mnist5k):
+    streamed = load(DataSpec(in_memory=False, max_images=64), progress=False)
+    assert not isinstance(streamed, InMemoryImages) and len(streamed) == 64
+    assert torch.equal(torch.stack([streamed[i] for i in range(64)]), mnist5k.images[:64])
+    batches = Batches(streamed, 16, seed=0, device=torch.device("cpu"), num_workers=0)
+    in_memory = Batches(InMemoryImages(mnist5k.images[:64]), 16, seed=0, device=torch.device("cpu"))
+    for a, b in zip(batches.epoch(0), in_memory.epoch(0), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_torchvision_datasets_download_only_when_asked(tmp_path, monkeypatch, download):
+    import torchvision
+
+    calls = []
+
+    def fake_mnist(root, download, **kwargs):
+        calls.append(download)
+        raise RuntimeError("Dataset not found. You can use download=True to download it")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", fake_mnist)
+    message = "add --download to fetch them" if not download else "could not be downloaded"
+    with pytest.raises(UserError, match=message):
+        load(DataSpec(name="mnist", root=str(tmp_path), download=download), progress=False)
+    assert calls == [download]

@@ -65,8 +65,12 @@ def test_resume_from_checkpoint_file_and_kept_checkpoints(tmp_path):
     kept = sorted(p.name for p in (run / "checkpoints").glob("*.pt"))
     assert kept == ["latest.pt", "step_0000003.pt", "step_0000006.pt"]
     assert not list((run / "checkpoints").glob(".*tmp"))
-    # resuming from an older kept checkpoint continues from its step
-    trainer = Trainer(TrainConfig(steps=8), resume=str(run / "checkpoints" / "step_0000003.pt"), explicit={"steps"})
+    # an older kept checkpoint continues from its step, into a new run directory
+    older = str(run / "checkpoints" / "step_0000003.pt")
+    with pytest.raises(UserError, match="at step 6; resuming in place would overwrite the newer state"):
+        Trainer(TrainConfig(steps=8), resume=older, explicit={"steps"})
+    branch = tmp_path / "branch"
+    trainer = Trainer(TrainConfig(steps=8, run_dir=str(branch)), resume=older, explicit={"steps", "run_dir"})
     assert trainer.step == 3 and trainer.total_steps == 8
 
 
@@ -85,25 +89,27 @@ def test_checkpoint_holds_everything(tmp_path):
 # --------------------------------------------------------------------------- signals and crashes
 
 _SCRIPT = """
-import sys, time
+import os, signal, sys, time
 import torch
+torch.set_num_threads(1)  # the same kernels in every process: runs compare bit for bit
 from dcgan.cli import main
-mode = sys.argv[1]
+mode, arg = sys.argv[1].partition(":")[::2]
 if mode == "slow":  # slow steps so that a signal lands mid-run
     import dcgan.train as t
     step = t.train_step
     def slow(*a, **k):
-        time.sleep(0.05)
+        time.sleep(0.02)
         return step(*a, **k)
     t.train_step = slow
-if mode == "die-in-save":  # SIGKILL ourselves halfway through writing the second checkpoint
-    import os, signal
+if mode in ("die-in-save", "slow-save"):
     real_save, calls = torch.save, []
     def save(obj, f, *a, **k):
         calls.append(1)
-        if len(calls) == 2:
-            f.write(b"PK\\x03\\x04 half a checkpoint")
-            f.flush()
+        if mode == "slow-save":
+            time.sleep(1.0)
+        elif len(calls) == int(arg):  # SIGKILL ourselves halfway through writing this checkpoint
+            with open(f, "wb") as out:
+                out.write(b"PK\\x03\\x04 half a checkpoint")
             os.kill(os.getpid(), signal.SIGKILL)
         return real_save(obj, f, *a, **k)
     torch.save = save
@@ -120,12 +126,19 @@ def _spawn(tmp_path: Path, mode: str, *args: str) -> subprocess.Popen:
     )
 
 
-def _wait_for_checkpoint(path: Path, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+def _wait_for_checkpoint(path: Path, proc: subprocess.Popen, timeout_s: float = 120, *, newer_than=None) -> None:
+    """Until ``path`` exists (and is another file than ``newer_than``, an earlier stat of it)."""
     deadline = time.monotonic() + timeout_s
-    while not path.exists():
+    while True:
+        try:
+            now = path.stat()
+            if newer_than is None or now.st_ino != newer_than.st_ino:
+                return
+        except FileNotFoundError:
+            pass
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -136,10 +149,14 @@ def test_signal_checkpoints_and_exits_cleanly(tmp_path, sig, code):
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "aborted" not in err
     assert f"dcgan train --resume {run}" in out
     state = ckpt.load(run)
     assert 3 <= state["step"] < 100000
+    # the pictures of the stopped run: the grid of its last step, and the loss curves
+    final = run / "samples" / "final.png"
+    assert final.read_bytes() == (run / "samples" / f"step_{state['step']:07d}.png").read_bytes()
+    assert (run / "losses.png").stat().st_size > 0
     # and it resumes from exactly there
     trainer = Trainer(TrainConfig(), resume=str(run))
     assert trainer.step == state["step"]
@@ -147,38 +164,79 @@ def test_signal_checkpoints_and_exits_cleanly(tmp_path, sig, code):
 
 def test_second_sigint_aborts_at_once(tmp_path):
     run = tmp_path / "run"
-    proc = _spawn(tmp_path, "slow", "train", "--steps", "100000", "--run-dir", str(run), *TINY)
-    _wait_for_checkpoint(run / "checkpoints" / "latest.pt", proc)
-    # the second signal arrives while the first is still being honoured, or after: both must end the run
-    proc.send_signal(signal.SIGINT)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
-    assert proc.returncode in (130, 2)
-    ckpt.load(run)  # whatever happened, the last checkpoint is loadable
+    proc = _spawn(tmp_path, "slow-save", "train", "--steps", "100000", "--run-dir", str(run), *TINY)
+    latest = run / "checkpoints" / "latest.pt"
+    _wait_for_checkpoint(latest, proc)
+    before = latest.read_bytes()
+    proc.send_signal(signal.SIGINT)  # honoured: finish the step, then save (which takes a second here)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)  # abort now, without waiting for that save
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "aborted"
+    assert "stopped at step" not in out  # the graceful path never finished
+    assert latest.read_bytes() == before or ckpt.load(run)["step"] > 3  # the old checkpoint, or a whole new one
+    assert not list((run / "checkpoints").glob(".*.tmp"))
 
 
-def test_kill_9_during_checkpoint_write_keeps_last_checkpoint(tmp_path):
-    run = tmp_path / "run"
-    proc = _spawn(tmp_path, "die-in-save", "train", "--steps", "12", "--run-dir", str(run), *TINY)
-    proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGKILL
-    state = ckpt.load(run)  # the first checkpoint, intact
-    assert state["step"] == 3
-    assert Trainer(TrainConfig(), resume=str(run)).step == 3
+def _final_state(run_dir: Path) -> dict:
+    state = _latest(run_dir)
+    return {key: state[key] for key in ("G", "D", "G_ema", "opt_G", "opt_D", "step", "epoch", "stats_sum")}
 
 
-def test_kill_9_at_several_points(tmp_path):
-    run = tmp_path / "run"
-    args = ["train", "--steps", "100000", "--run-dir", str(run), *TINY[:-1], "1"]  # checkpoint every step
-    for delay_s in (0.0, 0.13, 0.29):
-        proc = _spawn(tmp_path, "slow", *args)
-        _wait_for_checkpoint(run / "checkpoints" / "latest.pt", proc)
-        time.sleep(delay_s)
-        proc.kill()
-        proc.communicate()
-        state = ckpt.load(run)  # loadable whenever the kill landed
-        args = ["train", "--resume", str(run), "--steps", "100000", "--quiet"]
-        assert state["step"] >= 1
+def _assert_bit_identical(a, b, where: str = "") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_bit_identical(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_bit_identical(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), f"{where} differs"
+    else:
+        assert a == b, where
+
+
+@pytest.mark.slow
+def test_kill_9_anywhere_then_resume_is_bit_identical_to_a_straight_run(tmp_path):
+    """SIGKILL at random moments during training and in the middle of checkpoint writes; resuming
+    each time must end in exactly the weights, EMA and optimizer states of an uninterrupted run."""
+    import random
+
+    steps = "40"
+    options = ["--steps", steps, *TINY[:-1], "2"]  # checkpoint every 2 steps
+    straight = tmp_path / "straight"
+    proc = _spawn(tmp_path, "plain", "train", "--run-dir", str(straight), *options)
+    assert proc.wait(timeout=300) == 0, proc.communicate()
+
+    run, latest = tmp_path / "chaos", tmp_path / "chaos" / "checkpoints" / "latest.pt"
+    rng = random.Random(1234)
+    kills = ["random", "die-in-save:2", "random", "random", "die-in-save:1", "random"]
+    args = ["train", "--run-dir", str(run), *options]
+    steps_at_kill = []
+    for kill in kills:
+        if kill == "random":
+            proc = _spawn(tmp_path, "slow", *args)
+            seen = latest.stat() if latest.exists() else None
+            _wait_for_checkpoint(latest, proc, newer_than=seen)  # this process is training
+            time.sleep(rng.uniform(0.0, 0.15))
+            proc.kill()
+        else:
+            proc = _spawn(tmp_path, kill, *args)
+        proc.communicate(timeout=300)
+        assert proc.returncode == -signal.SIGKILL, f"{kill}: the run ended before the kill"
+        steps_at_kill.append(ckpt.load(run)["step"])  # loadable whenever the kill landed
+        args = ["train", "--resume", str(run)]
+    assert steps_at_kill == sorted(steps_at_kill) and steps_at_kill[-1] < int(steps)
+    proc = _spawn(tmp_path, "plain", *args)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+
+    _assert_bit_identical(_final_state(straight), _final_state(run))
+    assert _metrics(straight) == _metrics(run)  # no row lost or written twice
+    assert not list((run / "checkpoints").glob(".*.tmp"))
 
 
 # --------------------------------------------------------------------------- divergence
@@ -307,7 +365,7 @@ def test_checkpoint_save_is_atomic_on_exception(tmp_path, monkeypatch):
     ckpt.save({"x": torch.ones(3)}, path)
 
     def boom(obj, f, *a, **k):
-        f.write(b"partial")
+        Path(f).write_bytes(b"partial")
         raise RuntimeError("crash mid-write")
 
     monkeypatch.setattr(torch, "save", boom)
@@ -333,3 +391,30 @@ def test_short_run_writes_a_partial_row_that_resume_replaces(tmp_path):
     assert main(["train", "--resume", str(run), "--steps", "8"]) == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r.get("partial")) for r in rows] == [(4, None), (8, None)]
+
+
+def test_an_older_checkpoint_continues_in_a_new_run_directory(tmp_path, capsys):
+    run, branch = tmp_path / "run", tmp_path / "branch"
+    assert main(["train", "--steps", "6", "--run-dir", str(run), "--keep-every-steps", "3", *TINY]) == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    older = str(run / "checkpoints" / "step_0000003.pt")
+    assert main(["train", "--resume", older, "--steps", "8", "--run-dir", str(branch)]) == 0
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # the source run is untouched
+    assert _latest(branch)["step"] == 8
+    steps = [row["step"] for row in _metrics(branch)]
+    assert steps == [2, 4, 6, 8]  # step 2 from the source run, then the continued steps once each
+    assert _metrics(branch)[0] == _metrics(run)[0]
+
+
+def test_edits_to_config_json_are_reported_on_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "3", "--run-dir", str(run), *TINY]) == 0
+    config = json.loads((run / "config.json").read_text())
+    config["lr_g"] = 0.5
+    (run / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--steps", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "config.json was edited (lr_g 0.0002 -> 0.5); resuming uses the checkpoint's values" in err
+    assert _latest(run)["config"]["lr_g"] == 0.0002
+    assert json.loads((run / "config.json").read_text())["lr_g"] == 0.0002  # the record is the truth again

@@ -15,13 +15,13 @@ makes the classic loop what it is:
 
 The networks are the project's ``Generator`` and ``Discriminator`` layers, which
 for 64x64 RGB with width 64 are exactly the classic architecture. Printing and
-the sample grid every 100 steps are left to the caller (``on_step``).
+the sample grid every 100 steps are left to the caller (``baselines.py`` runs the loop).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -185,32 +185,3 @@ def classic_step(
 def classic_sample(G: nn.Module, z: torch.Tensor) -> torch.Tensor:
     """The classic's fixed-noise images: G left in train mode, autograd on, detached afterwards."""
     return G(z).detach()
-
-
-def train_classic(
-    root: str, *, channels: int, image_size: int, num_steps: int, batch_size: int = 64,
-    latent_dim: int = 100, width: int = 64, lr: float = 2e-4, beta1: float = 0.5,
-    num_workers: int = 2, device: str | torch.device = "cpu", seed: int = 0,
-    on_step: Callable[[int, ClassicStats, Generator], None] | None = None,
-) -> tuple[Generator, ClassicDiscriminator]:
-    """Train with the classic loop on an image folder for ``num_steps``; return (netG, netD).
-
-    ``on_step(step, stats, G)`` runs after every step: the classic prints there
-    and writes a fixed-noise grid every 100 steps.
-    """
-    device = torch.device(device)
-    torch.manual_seed(seed)
-    G, D = classic_models(latent_dim=latent_dim, channels=channels, image_size=image_size, width=width)
-    G.to(device)
-    D.to(device)
-    opt_G, opt_D = classic_optimizers(G, D, lr=lr, beta1=beta1)
-    criterion = nn.BCELoss()
-    dataset = classic_dataset(root, channels=channels, image_size=image_size)
-    batches = classic_batches(classic_loader(dataset, batch_size, num_workers=num_workers), device)
-    for step in range(num_steps):
-        real = next(batches)
-        z = torch.randn(real.size(0), latent_dim, 1, 1, device=device)
-        stats = classic_step(G, D, opt_G, opt_D, real, z, criterion)
-        if on_step is not None:
-            on_step(step, stats, G)
-    return G, D

@@ -65,6 +65,7 @@ _TRAIN_SWITCHES = [
     ("compile", "torch.compile G and D"),
     ("channels_last", "channels_last memory format (default: on)"),
     ("in_memory", "hold the decoded dataset in memory (default: when it fits)"),
+    ("download", "download mnist, fashion-mnist, cifar10 or celeba into --data-root when they are not there"),
     ("sync_bn", "synchronised batch norm across torchrun processes"),
     ("tensorboard", "also log to RUN_DIR/tensorboard"),
     ("quiet", "no progress bar; one JSON line per log step"),
@@ -155,6 +156,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--data", help="real dataset (default: the checkpoint's)")
     p.add_argument("--data-root", help="where the real dataset lives (default: the checkpoint's)")
     p.add_argument("--split", choices=("train", "test"), default="train", help="real split (default: train)")
+    p.add_argument("--download", action="store_true", help="download the real dataset when it is not on disk")
     p.add_argument("--cache-dir", help="real-data statistics cache (default: ~/.cache/dcgan/stats)")
     p.add_argument("--batch-size", type=int, default=250, help="images per generator and extractor batch")
     p.add_argument("--seed", type=int, default=0)
@@ -171,7 +173,8 @@ def _add_evaluator(sub) -> None:
         description="Train the digit classifier on a training split and report its test accuracy.",
     )
     t.add_argument("--data", choices=("mnist", "fashion-mnist"), default="mnist")
-    t.add_argument("--data-root", help="where the IDX files are (default: torchvision's download folder)")
+    t.add_argument("--data-root", help="where the IDX files are (default: ~/.cache/dcgan/data)")
+    t.add_argument("--download", action="store_true", help="download the dataset when it is not on disk")
     t.add_argument("--out", required=True, help="where to write the weights (.pt)")
     t.add_argument("--epochs", type=int, default=3)
     t.add_argument("--batch-size", type=int, default=128)
@@ -242,12 +245,13 @@ def _sample(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .runtime import choose_device
-    from .sample import generate, infer_format, load_generator, write
+    from .sample import check_output, generate, infer_format, load_generator, output_path, write
 
     if args.num_images < 1:
         raise UserError(f"--num-images must be at least 1, got {args.num_images}")
-    out = Path(args.out)
-    fmt = infer_format(out, args.format)
+    fmt = infer_format(Path(args.out), args.format)
+    out = output_path(Path(args.out), fmt)
+    check_output(out, fmt)
     G = load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema)
     write(generate(G, args.num_images, seed=args.seed), out, fmt)
     print(f"wrote {args.num_images} images to {out}")
@@ -273,7 +277,7 @@ def _eval(args: argparse.Namespace) -> int:
         num_images=args.num_images, extractor=args.extractor, inception_weights=args.inception_weights,
         evaluator_weights=args.evaluator_weights, data=args.data, data_root=args.data_root, split=args.split,
         seed=args.seed, batch_size=args.batch_size, cache_dir=args.cache_dir, ema=not args.no_ema,
-        progress=dist.is_main,
+        progress=dist.is_main, download=args.download,
     )
     result, info = evaluate_checkpoint(args.checkpoint, opts, choose_device(args.device, dist.local_rank))
     if dist.is_main:
@@ -288,7 +292,7 @@ def _evaluator(args: argparse.Namespace) -> int:
 
     meta = build_evaluator(
         args.out, data=args.data, data_root=args.data_root, epochs=args.epochs, batch_size=args.batch_size,
-        seed=args.seed, device=choose_device(args.device),
+        seed=args.seed, device=choose_device(args.device), download=args.download,
     )
     print(f"test accuracy {meta['test_accuracy']:.2%} on {meta['num_test_images']:,} images; wrote {args.out}")
     return 0

@@ -33,6 +33,7 @@ class TrainConfig:
     channels: int = 1
     max_images: int | None = None  # train on the first N images only
     in_memory: bool | None = None  # None: decode into memory when it fits (see data.py)
+    download: bool = False  # fetch a torchvision dataset that is not on disk; never implicitly
     num_workers: int = 2  # DataLoader workers, streaming path only
     # model
     latent_dim: int = 100

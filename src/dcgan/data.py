@@ -42,7 +42,7 @@ class DataSpec:
     split: str = "train"  # "train" or "test" where a dataset has both
     channels: int = 1
     image_size: int = 28
-    download: bool = True  # torchvision datasets download when the user is online
+    download: bool = False  # torchvision datasets download only when asked (--download)
     in_memory: bool | None = None  # None: decide by size (IN_MEMORY_MAX_BYTES)
     max_images: int | None = None  # use only the first N images (quick experiments, tests)
 
@@ -124,12 +124,21 @@ def _default_root() -> str:
 
 
 def _torchvision(cls, spec: DataSpec, **kwargs):
-    """Build a torchvision dataset; offline without a local copy, one line saying where files go."""
+    """Build a torchvision dataset; without a local copy, one line saying where the files go.
+
+    Nothing is downloaded unless the user asked (``--download``): a typo in --data-root
+    must not silently fill a new folder with a fresh download.
+    """
     root = kwargs.pop("root", spec.root or _default_root())
+    where = os.path.abspath(root)
     try:
         return cls(root=root, download=spec.download, **kwargs)
     except (RuntimeError, OSError) as e:  # torchvision raises both for "not found" and network errors
-        where = os.path.abspath(root)
+        if not spec.download:
+            raise UserError(
+                f"{spec.name}: no usable copy under {where}; put the dataset files there, "
+                f"point --data-root at them, or add --download to fetch them"
+            ) from None
         raise UserError(
             f"{spec.name}: no usable copy under {where} and it could not be downloaded "
             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'}); "
@@ -168,7 +177,9 @@ class ImageFolder(Dataset):
         try:
             with Image.open(self.files[index]) as img:
                 return self.transform(img)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        # DecompressionBombError: a header claiming a huge image (a hostile or broken file) is
+        # skipped like any unreadable file rather than stopping the run or filling memory
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
             self.skipped.append(str(self.files[index]))
             return None
 
@@ -250,6 +261,8 @@ def load(spec: DataSpec, *, progress: bool = True) -> InMemoryImages | Dataset:
     if spec.root is not None and spec.name != "fake" and not os.path.exists(spec.root):
         if spec.name == "folder" or not spec.download:
             raise UserError(f"data root not found: {spec.root}")
+    if spec.root is not None and spec.name != "fake" and os.path.isfile(spec.root):
+        raise UserError(f"data root {spec.root} is a file; give the folder that holds the dataset")
 
     if spec.name == "mnist-5k" and spec.root is not None:
         raise UserError("--data-root does not apply to the built-in mnist-5k; use --data mnist to read MNIST files")
@@ -268,7 +281,9 @@ def load(spec: DataSpec, *, progress: bool = True) -> InMemoryImages | Dataset:
             images, labels = _mnist_family(spec)
         if spec.max_images is not None:
             images, labels = images[: spec.max_images], labels[: spec.max_images]
-        return InMemoryImages(resize_uint8(images, spec.channels, spec.image_size), labels)
+        data = InMemoryImages(resize_uint8(images, spec.channels, spec.image_size), labels)
+        # these arrive decoded; --no-in-memory still streams them per sample through a DataLoader
+        return _TensorImages(data.images) if spec.in_memory is False else data
 
     dataset = _file_dataset(spec)
     if spec.max_images is not None and isinstance(dataset, ImageFolder):
@@ -303,12 +318,27 @@ def _file_dataset(spec: DataSpec) -> Dataset:
         ds = torchvision.datasets.LSUN(
             spec.root or _default_root(), classes=spec.split, transform=transform
         )
-    except (ImportError, OSError, ValueError) as e:
+    except Exception as e:  # lmdb.Error too, whose module may not even be importable here
+        if not isinstance(e, (ImportError, OSError, ValueError)) and not type(e).__module__.startswith("lmdb"):
+            raise
         raise UserError(
             f"lsun: cannot open the lmdb data under {spec.root} ({e}); download it with "
             "https://github.com/fyu/lsun and install the lmdb package"
         ) from None
     return _Unlabelled(ds)
+
+
+class _TensorImages(Dataset):
+    """Decoded uint8 images served one by one, as the streaming path serves files."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
 
 
 class _Unlabelled(Dataset):
@@ -331,7 +361,7 @@ def decode_all(dataset: Dataset, *, progress: bool = True) -> InMemoryImages:
     folder = dataset if isinstance(dataset, ImageFolder) else None
     loader = DataLoader(
         _Decode(dataset), batch_size=256, num_workers=min(4, os.cpu_count() or 1),
-        collate_fn=lambda items: [x for x in items if x is not None],
+        collate_fn=_as_list,
     )
     chunks, skipped = [], []
     for batch in tqdm(loader, desc="decoding images", unit="batch", disable=not progress, leave=False):
@@ -346,6 +376,15 @@ def decode_all(dataset: Dataset, *, progress: bool = True) -> InMemoryImages:
     if folder is not None:
         folder.skipped = skipped
     return InMemoryImages(torch.cat(chunks))
+
+
+def _as_list(items: list) -> list:
+    """Keep decode_all's items as a list (images and paths of unreadable files).
+
+    A module-level function, not a lambda: DataLoader workers started with ``spawn``
+    (macOS, Windows) pickle the collate function.
+    """
+    return list(items)
 
 
 class _Decode(Dataset):

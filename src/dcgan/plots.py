@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from .fileio import atomic_path, write_text_atomic, written
 
 
 class MetricsLog:
@@ -14,8 +15,9 @@ class MetricsLog:
         self.path = path
 
     def write(self, row: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        with written("a metrics row", self.path, "the checkpoints written so far are intact"):
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -29,13 +31,17 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-def drop_partial_rows(path: Path) -> None:
-    """Remove the rows flagged partial (written at the end of a run between log steps), atomically."""
+def truncate_rows(path: Path, step: int) -> None:
+    """Keep the rows a run resumed at ``step`` has already written, atomically.
+
+    Drops the rows flagged partial (the end of a run between log steps: their sums
+    continue in the resumed run) and rows past ``step`` (logged after the checkpoint
+    by a run killed before its next one: the resumed run writes them again).
+    """
     rows = read_metrics(path)
-    if any(r.get("partial") for r in rows):
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows if not r.get("partial")))
-        os.replace(tmp, path)
+    kept = [r for r in rows if not r.get("partial") and r.get("step", 0) <= step]
+    if len(kept) != len(rows):
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def plot_losses(metrics_path: Path, out_path: Path) -> Path | None:
@@ -62,6 +68,9 @@ def plot_losses(metrics_path: Path, out_path: Path) -> Path | None:
     bottom.set_ylabel("D output")
     bottom.legend()
     fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
+    try:
+        with written("the loss plot", out_path), atomic_path(out_path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return out_path

@@ -44,6 +44,7 @@ import torch
 from . import checkpoint as ckpt
 from .baselines import BASELINES, CollapseDetector, collapse_warning
 from .errors import UserError
+from .fileio import check_new_folder, write_text_atomic
 
 RECIPES = ("default", "classic", "newcomer")
 DATASETS = ("mnist", "mnist-5k")  # the digit evaluator scores digits
@@ -115,8 +116,8 @@ def validate(cfg: QualityConfig) -> None:
     for name in ("width", "threads"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.out is not None and Path(cfg.out).exists() and any(Path(cfg.out).iterdir()):
-        raise UserError(f"--out {cfg.out} already exists and is not empty; choose another folder")
+    if cfg.out is not None:
+        check_new_folder(cfg.out, "--out")
 
 
 # --------------------------------------------------------------------------- one recipe, one seed
@@ -302,9 +303,7 @@ def _write_reports(root: Path, results: dict) -> None:
     """results.json and results.md, each replaced atomically: a run cut short leaves whole files."""
     for name, text in (("results.json", json.dumps(results, indent=2) + "\n"),
                        ("results.md", format_markdown(results))):
-        tmp = root / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, root / name)
+        write_text_atomic(root / name, text)
 
 
 def format_markdown(results: dict) -> str:

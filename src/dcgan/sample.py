@@ -15,6 +15,7 @@ from .config import TrainConfig
 from .data import to_uint8
 from .ema import recalibrated
 from .errors import UserError
+from .fileio import atomic_path, check_new_folder, check_output_file, written
 from .models import Generator
 
 FORMATS = ("grid", "folder", "npz")
@@ -59,6 +60,25 @@ def generate(G: Generator, num_images: int, *, seed: int = 0, batch_size: int = 
     return torch.cat([b.cpu() for b in generated_batches(G, num_images, seed=seed, batch_size=batch_size)])
 
 
+def output_path(out: Path, fmt: str) -> Path:
+    """Where ``write`` puts ``fmt``: a grid or an .npz gets its extension when it lacks it.
+
+    numpy appends .npz by itself; doing it here means the path printed is the path written.
+    """
+    suffix = {"grid": ".png", "npz": ".npz"}.get(fmt)
+    if suffix and out.suffix.lower() != suffix:
+        return out.with_name(out.name + suffix)
+    return out
+
+
+def check_output(out: Path, fmt: str) -> None:
+    """Fail before any work when ``out`` cannot take ``fmt``; never overwrite a folder of images."""
+    if fmt == "folder":
+        check_new_folder(out, "image folder")
+    else:
+        check_output_file(out, "grid" if fmt == "grid" else ".npz file")
+
+
 def infer_format(out: Path, fmt: str | None) -> str:
     if fmt is not None:
         if fmt not in FORMATS:
@@ -74,16 +94,20 @@ def infer_format(out: Path, fmt: str | None) -> str:
 
 
 def write(images: torch.Tensor, out: Path, fmt: str) -> None:
+    """Write uint8 images [N, C, H, W]; a grid or .npz appears whole or not at all."""
     from PIL import Image
     from torchvision.utils import make_grid
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "grid":
-        grid = make_grid(images, nrow=max(1, int(math.ceil(math.sqrt(len(images))))), padding=2)
-        Image.fromarray(grid.permute(1, 2, 0).numpy().squeeze()).save(out)
-    elif fmt == "npz":
-        np.savez_compressed(out, images=images.permute(0, 2, 3, 1).numpy())  # N, H, W, C uint8
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        for i, image in enumerate(images):
-            Image.fromarray(image.permute(1, 2, 0).numpy().squeeze()).save(out / f"{i:06d}.png")
+    with written("images", out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "grid":
+            grid = make_grid(images, nrow=max(1, int(math.ceil(math.sqrt(len(images))))), padding=2)
+            with atomic_path(out) as tmp:
+                Image.fromarray(grid.permute(1, 2, 0).numpy().squeeze()).save(tmp, format="PNG")
+        elif fmt == "npz":
+            with atomic_path(out) as tmp, open(tmp, "wb") as f:
+                np.savez_compressed(f, images=images.permute(0, 2, 3, 1).numpy())  # N, H, W, C uint8
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            for i, image in enumerate(images):
+                Image.fromarray(image.permute(1, 2, 0).numpy().squeeze()).save(out / f"{i:06d}.png")

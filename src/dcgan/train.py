@@ -14,6 +14,7 @@ import json
 import math
 import shutil
 import signal
+import sys
 import time
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
@@ -27,6 +28,7 @@ from .config import ARCHITECTURE_FIELDS, TrainConfig
 from .data import Batches, DataSpec, load, to_model_range
 from .ema import EMA, recalibrated
 from .errors import UserError
+from .fileio import atomic_path, check_new_folder, write_text_atomic, written
 from .losses import discriminator_loss, generator_loss
 from .models import Discriminator, Generator
 from .runtime import (
@@ -169,6 +171,43 @@ def check_compatible(saved: dict, cfg: TrainConfig, explicit: set[str], source: 
             )
 
 
+def refuse_older_checkpoint(resume_path: Path, step: int) -> None:
+    """Resuming an older checkpoint in place would overwrite its run's newer state: refuse."""
+    latest = resume_path.parent / ckpt.LATEST
+    if resume_path.name == ckpt.LATEST or not latest.is_file():
+        return
+    try:
+        newest = ckpt.load(latest)["step"]
+    except UserError:  # an unreadable latest.pt is no newer state to protect
+        return
+    if newest > step:
+        raise UserError(
+            f"{resume_path} is at step {step} but {latest} is at step {newest}; resuming in place would "
+            f"overwrite the newer state: add --run-dir NEW to continue step {step} in a new run directory"
+        )
+
+
+def report_config_edits(run_dir: Path, saved: dict, explicit: set[str]) -> None:
+    """config.json is a record, not an input: say so when it was edited since the checkpoint."""
+    path = run_dir / "config.json"
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(recorded, dict):
+        return
+    edited = sorted(
+        name for name, value in saved.items()
+        if name in recorded and recorded[name] != value and name not in explicit and name != "run_dir"
+    )
+    if edited:
+        changes = ", ".join(f"{name} {saved[name]!r} -> {recorded[name]!r}" for name in edited)
+        print0(
+            f"notice: {path} was edited ({changes}); resuming uses the checkpoint's values: give "
+            f"options on the command line to change them", file=sys.stderr,
+        )
+
+
 class Trainer:
     """Holds the training state; ``run()`` trains until the configured length or a stop signal."""
 
@@ -179,15 +218,21 @@ class Trainer:
         self.device = choose_device(cfg.device, self.dist.local_rank)
         resumed = None
         self.resumed = resume is not None
+        self.continued_from: Path | None = None  # the source run when resuming into a new run directory
         if resume is not None:
             resume_path = ckpt.resolve(resume)
             resumed = ckpt.load(resume_path, map_location="cpu")
             saved_cfg = resumed["config"]
             check_compatible(saved_cfg, cfg, explicit, resume_path)
+            source_run = resume_path.parent.parent
+            report_config_edits(source_run, saved_cfg, explicit)
             # the checkpoint's config, overridden by what was given explicitly (length, logging, ...)
             values = {**saved_cfg, **{k: getattr(cfg, k) for k in explicit}}
             if cfg.run_dir is None:
-                values["run_dir"] = str(resume_path.parent.parent)
+                refuse_older_checkpoint(resume_path, resumed["step"])
+                values["run_dir"] = str(source_run)
+            elif Path(cfg.run_dir).resolve() != source_run.resolve():
+                self.continued_from = source_run
             cfg = TrainConfig.from_dict(values)
         cfg = cfg.resolved()
         validate(cfg)
@@ -197,18 +242,24 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
         self.run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
         cfg.run_dir = str(self.run_dir)
-        if resumed is None and self.run_dir.exists() and any(self.run_dir.iterdir()):
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise UserError(f"--run-dir {self.run_dir} is a file; give a folder path")
+        if (resumed is None or self.continued_from is not None) and self.run_dir.exists() and any(
+            self.run_dir.iterdir()
+        ):
             raise UserError(
                 f"run directory {self.run_dir} already exists; resume it with --resume "
                 f"{self.run_dir} or choose another --run-dir"
             )
+        if not self.run_dir.exists():
+            check_new_folder(self.run_dir, "run directory")  # its parent must be a writable folder
 
         self.evaluation = self._prepare_evaluation() if cfg.eval_every_steps else None
         self.best_fid = math.inf
         seed_everything(cfg.seed + self.dist.rank)
         spec = DataSpec(
             name=cfg.data, root=cfg.data_root, channels=cfg.channels, image_size=cfg.image_size,
-            in_memory=cfg.in_memory, max_images=cfg.max_images,
+            in_memory=cfg.in_memory, max_images=cfg.max_images, download=cfg.download,
         )
         data = load(spec, progress=not cfg.quiet and self.dist.is_main)
         self.batches = Batches(
@@ -254,6 +305,11 @@ class Trainer:
         self.fixed_noise = torch.randn(cfg.num_samples, cfg.latent_dim, generator=fixed)
         if resumed is not None:
             self._restore(resumed)
+            if self.step >= self.total_steps:
+                raise UserError(
+                    f"{self.run_dir} is already at step {self.step}, the run's length is {self.total_steps} steps; "
+                    f"give --steps above {self.step} (or more --epochs) to train on"
+                )
         self.stop_reason: str | None = None
 
     def _prepare_evaluation(self):
@@ -341,7 +397,9 @@ class Trainer:
             self.opt_G.load_state_dict(state["opt_G"])
             self.opt_D.load_state_dict(state["opt_D"])
         except (RuntimeError, KeyError, ValueError) as e:
-            raise UserError(f"checkpoint does not fit this configuration: {str(e).splitlines()[0]}") from None
+            # load_state_dict's first line only names the module; the second names the tensor
+            detail = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
+            raise UserError(f"checkpoint does not fit this configuration: {detail[:300]}") from None
         if state.get("scaler_G"):
             self.scaler_G.load_state_dict(state["scaler_G"])
             self.scaler_D.load_state_dict(state["scaler_D"])
@@ -400,18 +458,22 @@ class Trainer:
             return
         try:
             (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+            metrics = self.run_dir / "metrics.jsonl"
+            if self.continued_from is not None and (self.continued_from / "metrics.jsonl").is_file():
+                shutil.copyfile(self.continued_from / "metrics.jsonl", metrics)  # the steps it continues
             if self.resumed:
-                # a partial row ended the previous run; its sums continue in this one
-                from .plots import drop_partial_rows
+                from .plots import truncate_rows
 
-                drop_partial_rows(self.run_dir / "metrics.jsonl")
+                truncate_rows(metrics, self.step)  # rows the resumed steps write again
+                for stale in (self.run_dir / "checkpoints").glob(".*.tmp"):  # left by a kill mid-write
+                    stale.unlink(missing_ok=True)
             resolved = {**self.cfg.to_dict(), "resolved": {
                 "device": str(self.device), "precision": self.precision,
                 "world_size": self.dist.world_size, "total_steps": self.total_steps,
                 "steps_per_epoch": self.batches.steps_per_epoch, "num_images": len(self.batches.data),
                 "torch": torch.__version__,
             }}
-            (self.run_dir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+            write_text_atomic(self.run_dir / "config.json", json.dumps(resolved, indent=2) + "\n")
         except OSError as e:
             raise UserError(f"cannot write to run directory {self.run_dir}: {e.strerror or e}") from None
 
@@ -422,7 +484,9 @@ class Trainer:
         with torch.no_grad():
             images = G(self.fixed_noise.to(self.device)).float().cpu()
         path = self.run_dir / "samples" / f"{name}.png"
-        save_image(images, path, nrow=int(math.sqrt(len(images))) or 1, normalize=True, value_range=(-1, 1))
+        with written("a sample grid", path, "the checkpoints written so far are intact"), atomic_path(path) as tmp:
+            save_image(images, tmp, format="png", nrow=int(math.sqrt(len(images))) or 1, normalize=True,
+                       value_range=(-1, 1))
         if self.writer is not None:
             from torchvision.utils import make_grid
 
@@ -501,20 +565,31 @@ class Trainer:
         bar.close()
         if self.stop_reason is not None:
             self._save_checkpoint()  # the partial log interval is in it and continues on resume
+        if self.dist.is_main:
+            final = self._final_pictures()
+            if self.stop_reason is None:
+                print0(f"done: {self.step} steps; samples {final}; run directory {self.run_dir}")
+        if self.stop_reason is not None:
             print0(
-                f"stopped at step {self.step} ({self.stop_reason}); checkpoint saved. Resume with:\n"
-                f"  dcgan train --resume {self.run_dir}"
+                f"stopped at step {self.step} ({self.stop_reason}); checkpoint saved; samples in "
+                f"{self.run_dir / 'samples'}. Resume with:\n  dcgan train --resume {self.run_dir}"
             )
-        elif self.dist.is_main:
-            final = self.run_dir / "samples" / "final.png"
-            shutil.copyfile(self.run_dir / "samples" / f"step_{self.step:07d}.png", final)
-            from .plots import plot_losses
-
-            plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "losses.png")
-            print0(f"done: {self.step} steps; samples {final}; run directory {self.run_dir}")
         if self.writer is not None:
             self.writer.close()
         return self.run_dir
+
+    def _final_pictures(self) -> Path:
+        """samples/final.png and losses.png, also when a signal ended the run between sample steps."""
+        from .plots import plot_losses
+
+        grid = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        if not grid.is_file():
+            grid = self.save_samples(f"step_{self.step:07d}")
+        final = self.run_dir / "samples" / "final.png"
+        with written("the final sample grid", final), atomic_path(final) as tmp:
+            shutil.copyfile(grid, tmp)
+        plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "losses.png")
+        return final
 
     def _read_stats(self, partial: bool = False) -> dict:
         """Mean statistics since the last row; a partial row (the end of a run between log steps)

@@ -22,7 +22,6 @@ import json
 import os
 import pickle
 import sys
-import tempfile
 import time
 import warnings
 import zipfile
@@ -36,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data import InMemoryImages, cache_home
 from ..errors import UserError
+from ..fileio import atomic_path
 from ..runtime import get_dist
 from ..sample import generated_batches
 
@@ -179,14 +179,8 @@ def _read_cache(path: Path, key: dict, num_features: int) -> torch.Tensor | None
 
 def _write_cache(path: Path, key: dict, features: torch.Tensor) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"key": key, "features": features.contiguous()}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save({"key": key, "features": features.contiguous()}, tmp)
 
 
 def real_features(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 
 from ..data import InMemoryImages, resize_uint8, to_model_range
 from ..errors import UserError
+from ..fileio import atomic_path
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "mnist_evaluator.pt"
 FORMAT = "dcgan-evaluator"
@@ -223,15 +223,8 @@ def save_evaluator(model: DigitClassifier, path: str | os.PathLike, meta: dict) 
         "format": FORMAT, "version": VERSION, "config": model.config(),
         "state_dict": {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}, "meta": meta,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; weights are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 FASHION_LABELS = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
@@ -241,6 +234,7 @@ TRAINABLE_DATASETS = ("mnist", "fashion-mnist")  # 28x28 grayscale with labels a
 def build_evaluator(
     out: str | os.PathLike, *, data: str = "mnist", data_root: str | None = None, epochs: int = 3,
     batch_size: int = 128, seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
+    download: bool = False,
 ) -> dict:
     """``dcgan evaluator train``: train on the training split, measure on the test split, write ``out``.
 
@@ -253,7 +247,8 @@ def build_evaluator(
     if epochs < 1 or batch_size < 1:
         raise UserError("--epochs and --batch-size must be at least 1")
     train_data, test_data = (
-        load(DataSpec(name=data, root=data_root, split=split, channels=1, image_size=IMAGE_SIZE), progress=progress)
+        load(DataSpec(name=data, root=data_root, split=split, channels=1, image_size=IMAGE_SIZE, download=download),
+             progress=progress)
         for split in ("train", "test")
     )
     start = time.perf_counter()

@@ -35,6 +35,7 @@ class EvalOptions:
     cache_dir: str | None = None  # None: ~/.cache/dcgan/stats
     ema: bool = True
     progress: bool = True
+    download: bool = False  # fetch the real dataset when it is not on disk
 
 
 def _extractor(opts: EvalOptions, channels: int):
@@ -63,7 +64,7 @@ def prepare(cfg: TrainConfig, opts: EvalOptions):
     name = opts.data or cfg.data
     root = opts.data_root if opts.data_root is not None or name != cfg.data else cfg.data_root
     spec = DataSpec(name=name, root=root, split=opts.split, channels=cfg.channels, image_size=cfg.image_size,
-                    in_memory=False)  # one pass over the data: stream where it is not in memory anyway
+                    in_memory=False, download=opts.download)  # one pass over the data: stream where it is not in memory anyway
     key = {"dataset": name, "root": os.path.abspath(root) if root else None, "split": opts.split,
            "image_size": cfg.image_size, "channels": cfg.channels}
     return extractor, (lambda: load(spec, progress=opts.progress)), key
