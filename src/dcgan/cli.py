@@ -211,6 +211,20 @@ def _add_quality(sub) -> None:
     p.add_argument("--quick", action="store_true", help="tiny networks, seconds per recipe: checks the wiring")
 
 
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo", help="a local web page to explore a trained generator (needs dcgan[demo])",
+        description="Serve a page with a grid of samples by seed, latent sliders, slerp walks as GIFs and "
+        "downloads of the image and its z. Binds to 127.0.0.1 unless --host is given.",
+    )
+    p.add_argument("checkpoint", help="a run directory (its checkpoints/latest.pt) or a checkpoint file")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 is every network)")
+    p.add_argument("--port", type=int, default=7860, help="TCP port (default: 7860)")
+    p.add_argument("--device", default="cpu", help="cpu, auto, cuda, cuda:N or mps (default: cpu: one image takes milliseconds there)")
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dcgan", description="Deep Convolutional GANs: train, sample, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -220,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_evaluator(sub)
     _add_quality(sub)
+    _add_demo(sub)
     return parser
 
 
@@ -309,11 +324,19 @@ def _quality(args: argparse.Namespace) -> int:
     return 1 if any("error" in row for row in results["rows"]) else 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import serve
+    from .runtime import choose_device
+
+    serve(args.checkpoint, host=args.host, port=args.port, device=choose_device(args.device), ema=not args.no_ema)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         commands = {"train": _train, "sample": _sample, "bench": _bench, "eval": _eval, "evaluator": _evaluator,
-                    "quality": _quality}
+                    "quality": _quality, "demo": _demo}
         return commands[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
