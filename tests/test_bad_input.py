@@ -109,6 +109,13 @@ CASES = [
     Case("unknown-compile-mode", f"train {NEW} --compile-mode fastest", "--compile-mode must be one of"),
     Case("unknown-device", f"train {NEW} --device tpu", "unknown device 'tpu'"),
     Case("unknown-precision", f"train {NEW} --precision fp8", "unknown precision 'fp8'"),
+    Case("unknown-recipe", f"train {NEW} --recipe best", "unknown recipe 'best'"),
+    Case("recipe-on-resume", "train --resume {run} --recipe paper", "--recipe starts a new run"),
+    Case("unknown-lr-schedule", f"train {NEW} --lr-schedule step", "--lr-schedule must be one of"),
+    Case("minutes-not-positive", f"train {NEW} --minutes 0", "--minutes must be a positive number"),
+    Case("resume-budget-spent", "train --resume {tmp}/timed", "has used its 0.01-minute budget",
+         lambda tmp, mp: main(["train", *TINY.replace("--steps 4", "--minutes 0.01").split(),
+                               "--run-dir", str(tmp / "timed")])),
     # data
     Case("unknown-dataset", f"train {NEW} --data imagenet", "unknown dataset 'imagenet'"),
     Case("data-root-typo-no-download", f"train {NEW} --data mnist --data-root {{tmp}}/typo",

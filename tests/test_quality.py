@@ -139,8 +139,8 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     rows = {r["recipe"]: r for r in results["rows"]}
     assert list(rows) == list(RECIPES) and all(r["seed"] == 0 for r in rows.values())
 
-    batch_sizes = {"default": TrainConfig().batch_size, "classic": 64, "newcomer": 128}
-    image_sizes = {"default": 28, "classic": 64, "newcomer": 28}
+    batch_sizes = {"default": TrainConfig().batch_size, "classic": 64, "newcomer": 128, "paper": 128}
+    image_sizes = {"default": 28, "classic": 64, "newcomer": 28, "paper": 28}
     # every recipe is scored against the same real digits at 28x28, whatever size it trains at
     extractor, real, _ = prepare(TrainConfig(data="mnist-5k", image_size=28, channels=1),
                                  EvalOptions(num_images=200, progress=False))
@@ -149,7 +149,7 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
         e = row["eval"]
         assert e["num_images"] == 200 and e["extractor"] == "digits"
         # the row holds what dcgan eval measures for that checkpoint and seed
-        checkpoint = out / "runs" / f"{recipe}-seed0" / ("checkpoints/latest.pt" if recipe == "default"
+        checkpoint = out / "runs" / f"{recipe}-seed0" / ("checkpoints/latest.pt" if recipe in ("default", "paper")
                                                          else "generator.pt")
         again = evaluate(load_generator(checkpoint, torch.device("cpu")), real, extractor, num_images=200, seed=0,
                          progress=False)
@@ -166,8 +166,14 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
 
     # the default recipe is dcgan train's defaults, with only the quick sizes changed
     default_cfg = ckpt.load(out / "runs/default-seed0/checkpoints/latest.pt")["config"]
-    assert (default_cfg["batch_size"], default_cfg["ema_decay"], default_cfg["lr_g"], default_cfg["g_width"]) == (
-        64, 0.999, 2e-4, 8)
+    expected = TrainConfig()
+    for key in ("batch_size", "ema_decay", "lr_g", "lr_d", "r1_gamma", "lr_schedule", "precision"):
+        assert default_cfg[key] == getattr(expected, key), key
+    assert default_cfg["g_width"] == 8 and default_cfg["recipe"] == "default"
+    # the paper row is the trainer with Radford et al.'s recipe
+    paper_cfg = ckpt.load(out / "runs/paper-seed0/checkpoints/latest.pt")["config"]
+    assert (paper_cfg["recipe"], paper_cfg["batch_size"], paper_cfg["lr_g"], paper_cfg["lr_d"], paper_cfg["ema_decay"],
+            paper_cfg["beta1"]) == ("paper", 128, 2e-4, 2e-4, 0.0, 0.5)
     # the baselines' generators are checkpoints that sample and eval read
     for recipe in ("classic", "newcomer"):
         G = load_generator(out / f"runs/{recipe}-seed0/generator.pt", torch.device("cpu"))
@@ -180,4 +186,7 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     table = (out / "results.md").read_text()
     for recipe in RECIPES:
         assert f"| {recipe} | 0 | {fids[recipe]:.2f} |" in table
+        shares = rows[recipe]["eval"]["class_shares"]
+        largest = max(shares, key=shares.get)
+        assert f"| {largest}: {shares[largest]:.1%} |" in table
         assert f"samples/{recipe}-seed0.png" in table

@@ -14,8 +14,8 @@ from torch import nn
 from dcgan import Discriminator, Generator, TrainConfig
 from dcgan import checkpoint as ckpt
 from dcgan.data import to_model_range
-from dcgan.losses import discriminator_loss, generator_loss
-from dcgan.train import Logits, STAT_NAMES, train, train_step
+from dcgan.losses import discriminator_loss, generator_loss, r1_penalty
+from dcgan.train import Logits, STAT_NAMES, lr_factor, train, train_step
 
 
 def tiny_setup(mnist5k, lr: float = 2e-4):
@@ -281,3 +281,101 @@ def test_discriminator_width_defaults_by_image_size(tmp_path, image_size, channe
     trainer.run()
     assert json.loads((tmp_path / "run" / "config.json").read_text())["d_width"] == width
     assert TrainConfig(image_size=image_size, d_width=8).resolved().d_width == 8  # a given width wins
+
+
+# --------------------------------------------------------------------------- recipe knobs: R1, schedules, budgets
+
+
+def test_r1_penalty_of_a_linear_critic_is_its_squared_weight_norm():
+    D = nn.Sequential(nn.Flatten(), nn.Linear(16, 1))
+    x = torch.randn(5, 1, 4, 4, requires_grad=True)
+    penalty = r1_penalty(D(x), x)
+    torch.testing.assert_close(penalty, D[1].weight.pow(2).sum())
+
+
+def test_the_r1_weight_adds_its_gradient_to_the_d_step(mnist5k):
+    """With SGD (lr 1), the D update with R1 minus the one without is -weight * grad of the penalty."""
+    G, D, _, _, real, z = tiny_setup(mnist5k)
+    updates = []
+    for weight in (0.0, 0.5):
+        g, d = copy.deepcopy(G), copy.deepcopy(D)
+        before = snapshot(d)
+        opt_G, opt_D = torch.optim.SGD(g.parameters(), lr=1.0), torch.optim.SGD(d.parameters(), lr=1.0)
+        train_step(g, Logits(d), opt_G, opt_D, real, z, r1_weight=weight)
+        updates.append({k: v.detach() - before[k] for k, v in d.named_parameters()})
+    x = real.clone().requires_grad_(True)
+    d = copy.deepcopy(D)
+    d.train()
+    grads = torch.autograd.grad(r1_penalty(d.logits(x), x), list(d.parameters()))
+    for (name, _), grad in zip(d.named_parameters(), grads):
+        torch.testing.assert_close(updates[1][name] - updates[0][name], -0.5 * grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("schedule", "progress", "expected"), [
+    ("constant", 0.7, 1.0), ("linear", 0.0, 1.0), ("linear", 0.25, 0.75), ("linear", 1.0, 0.0),
+    ("cosine", 0.0, 1.0), ("cosine", 0.5, 0.5), ("cosine", 1.0, 0.0), ("cosine", 1.5, 0.0),
+])
+def test_lr_factor(schedule, progress, expected):
+    assert lr_factor(schedule, progress, step=1000, warmup_steps=0) == pytest.approx(expected, abs=1e-12)
+
+
+def test_lr_warm_up_is_linear_then_the_schedule():
+    assert [lr_factor("constant", 0.0, step=s, warmup_steps=4) for s in range(6)] == [0.25, 0.5, 0.75, 1, 1, 1]
+    assert lr_factor("linear", 0.5, step=1, warmup_steps=4) == pytest.approx(0.5 * 0.5)
+
+
+TINY_RUN = ["--g-width", "8", "--d-width", "8", "--batch-size", "16", "--max-images", "64", "--quiet",
+            "--device", "cpu", "--log-every-steps", "2", "--sample-every-steps", "1000", "--num-workers", "0"]
+
+
+def test_the_schedule_reaches_the_optimizers(tmp_path):
+    from dcgan.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "8", "--lr-schedule", "cosine", "--lr-g", "4e-4", "--run-dir", str(run),
+                 *TINY_RUN]) == 0
+    state = ckpt.load(run)
+    factor = lr_factor("cosine", 7 / 8, step=7, warmup_steps=0)  # set before the last step (0-based 7)
+    assert state["opt_G"]["param_groups"][0]["lr"] == pytest.approx(4e-4 * factor, rel=1e-12)
+    assert state["opt_D"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * factor, rel=1e-12)
+
+
+def test_a_time_budget_ends_the_run_and_resumes_with_a_larger_one(tmp_path, capsys):
+    from dcgan.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--minutes", "0.02", "--run-dir", str(run), *TINY_RUN]) == 0
+    state = ckpt.load(run)
+    assert state["train_seconds"] >= 1.2 and state["step"] >= 1
+    assert state["config"]["epochs"] is None and state["config"]["steps"] is None
+    assert (run / "samples" / "final.png").is_file()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2
+    assert "has used its 0.02-minute budget" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--minutes", "0.04"]) == 0
+    again = ckpt.load(run)
+    assert again["step"] > state["step"] and again["train_seconds"] >= 2.4
+
+
+def test_the_paper_recipe_is_one_flag_and_options_still_win(tmp_path):
+    from dcgan.cli import main
+
+    run = tmp_path / "paper"
+    assert main(["train", "--recipe", "paper", "--steps", "2", "--run-dir", str(run), *TINY_RUN]) == 0
+    cfg = ckpt.load(run)["config"]
+    assert cfg["recipe"] == "paper"
+    assert (cfg["lr_g"], cfg["lr_d"], cfg["beta1"], cfg["beta2"], cfg["ema_decay"], cfg["r1_gamma"]) == (
+        2e-4, 2e-4, 0.5, 0.999, 0.0, 0.0)
+    assert (cfg["batch_size"], cfg["g_width"], cfg["d_width"]) == (16, 8, 8)  # given on the command line
+    paper = TrainConfig.for_recipe("paper")
+    assert (paper.batch_size, paper.g_width, paper.d_width, paper.precision) == (128, 64, 64, "fp32")
+
+
+def test_bf16_autocast_trains_on_the_cpu(tmp_path):
+    run = tmp_path / "run"
+    cfg = TrainConfig(steps=3, precision="bf16", device="cpu", g_width=8, d_width=8, batch_size=16, max_images=64,
+                      quiet=True, run_dir=str(run))
+    train(cfg)
+    state = ckpt.load(run)
+    assert state["step"] == 3 and all(v.dtype == torch.float32 for v in state["G"].values() if v.is_floating_point())
+    assert json.loads((run / "config.json").read_text())["resolved"]["precision"] == "bf16"

@@ -28,6 +28,8 @@ def _flag(name: str) -> str:
 
 # (field, type, help); defaults come from TrainConfig so --help and the code cannot disagree
 _TRAIN_OPTIONS = [
+    ("recipe", str, "preset the other options start from: default (measured, docs/quality.md) or paper "
+                    "(Radford et al.: Adam 2e-4, batch 128, widths 64, no EMA)"),
     ("data", str, "dataset: mnist-5k (built in), mnist, fashion-mnist, cifar10, celeba, lsun, folder, fake"),
     ("data_root", str, "where the dataset lives (a folder of images for --data folder; MNIST IDX files)"),
     ("image_size", int, "image side in pixels: 28, 32, 64, 128 or 256"),
@@ -43,9 +45,14 @@ _TRAIN_OPTIONS = [
     ("beta1", float, "Adam beta1"),
     ("beta2", float, "Adam beta2"),
     ("real_label", float, "target for real images; below 1 is one-sided label smoothing"),
+    ("r1_gamma", float, "R1 penalty weight on real images (0: off)"),
+    ("r1_every_steps", int, "apply the R1 penalty every N steps, weighted by N (lazy regularisation)"),
+    ("lr_schedule", str, "constant, linear or cosine: decay both learning rates to 0 at the end of the run"),
+    ("lr_warmup_steps", int, "linear learning-rate warm-up steps before the schedule"),
     ("ema_decay", float, "decay of the generator's moving average used for samples (0: off)"),
     ("epochs", int, "training length in epochs"),
     ("steps", int, "training length in steps (overrides --epochs)"),
+    ("minutes", float, "wall-clock training budget in minutes; without --steps or --epochs it alone sets the length"),
     ("seed", int, "random seed"),
     ("device", str, "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"),
     ("precision", str, "auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16 or fp16"),
@@ -245,9 +252,11 @@ def _train(args: argparse.Namespace) -> int:
     from .train import Trainer
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    if "steps" in given and "epochs" not in given:
+    if ("steps" in given or "minutes" in given) and "epochs" not in given:
         given["epochs"] = None
-    cfg = dataclasses.replace(_DEFAULTS, **given)
+    if "recipe" in given and args.resume:
+        raise UserError("--recipe starts a new run; a resumed run keeps its checkpoint's recipe")
+    cfg = TrainConfig.for_recipe(given.pop("recipe", "default"), **given)
     trainer = Trainer(cfg, resume=args.resume, explicit=set(given))
     trainer.run()
     finish_distributed()

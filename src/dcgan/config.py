@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .data import DEFAULT_DATASET
+from .errors import UserError
 
 # Fields that fix the shape of the networks or the data they learn; a resumed
 # run must agree with its checkpoint on these.
@@ -48,10 +49,15 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     real_label: float = 1.0  # below 1: one-sided label smoothing
+    r1_gamma: float = 0.0  # R1 penalty on real images, gamma/2 * E|grad D(x)|^2 (0: off)
+    r1_every_steps: int = 16  # lazy R1: every N-th D step, weighted by N (StyleGAN2's schedule)
+    lr_schedule: str = "constant"  # constant, linear or cosine decay to 0 at the end of the run (steps or minutes)
+    lr_warmup_steps: int = 0  # linear warm-up from 0 before the schedule
     ema_decay: float = 0.999  # EMA of G used for samples; 0 samples the raw G
     # length: steps wins over epochs when both are given
     epochs: int | None = 25
     steps: int | None = None
+    minutes: float | None = None  # wall-clock training budget; ends the run first when it runs out
     # runtime
     seed: int = 0
     device: str = "auto"
@@ -73,7 +79,15 @@ class TrainConfig:
     tensorboard: bool = False
     quiet: bool = False
     dry_run: bool = False  # one step, to check that everything is wired
+    recipe: str = "default"  # the preset the other fields started from (RECIPES); a record
     extra: dict = field(default_factory=dict)  # free-form notes written to config.json
+
+    @classmethod
+    def for_recipe(cls, recipe: str = "default", **given) -> "TrainConfig":
+        """The recipe's values, overridden by ``given`` (the options a user typed)."""
+        if recipe not in RECIPES:
+            raise UserError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
+        return cls(**{**RECIPES[recipe], **given, "recipe": recipe})
 
     def resolved(self) -> "TrainConfig":
         """This config with the size-dependent defaults filled in (what a run records and uses)."""
@@ -88,3 +102,14 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+# Presets: "default" is TrainConfig's own values; "paper" is Radford et al.'s recipe (Adam 2e-4 for
+# both players, betas (0.5, 0.999), batch 128, widths 64), with nothing added: no EMA, no R1,
+# a constant learning rate, fp32.
+RECIPES: dict[str, dict] = {
+    "default": {},
+    "paper": dict(batch_size=128, g_width=64, d_width=64, lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999,
+                  ema_decay=0.0, real_label=1.0, r1_gamma=0.0, lr_schedule="constant", lr_warmup_steps=0,
+                  precision="fp32"),
+}

@@ -46,7 +46,8 @@ from .baselines import BASELINES, CollapseDetector, collapse_warning
 from .errors import UserError
 from .fileio import check_new_folder, write_text_atomic
 
-RECIPES = ("default", "classic", "newcomer")
+RECIPES = ("default", "classic", "newcomer", "paper")
+TRAINER_RECIPES = ("default", "paper")  # run by dcgan train --recipe; the others are the baselines' loops
 DATASETS = ("mnist", "mnist-5k")  # the digit evaluator scores digits
 STOP_EXIT_CODES = (0, 143)  # 143: the trainer stopped by SIGTERM, the budget's end
 
@@ -110,7 +111,8 @@ def validate(cfg: QualityConfig) -> None:
         raise UserError(f"--recipes: choose among {', '.join(RECIPES)}, each once (got {','.join(cfg.recipes)})")
     if cfg.num_images < 2:
         raise UserError(f"--num-images must be at least 2 for FID, got {cfg.num_images}")
-    largest_batch = max(TrainConfig().batch_size if r == "default" else BASELINES[r].batch_size for r in cfg.recipes)
+    largest_batch = max(TrainConfig.for_recipe(r).batch_size if r in TRAINER_RECIPES else BASELINES[r].batch_size
+                        for r in cfg.recipes)
     if cfg.max_images is not None and cfg.max_images < largest_batch:
         raise UserError(f"--max-images must be at least {largest_batch} (a batch), got {cfg.max_images}")
     for name in ("width", "threads"):
@@ -127,8 +129,8 @@ def _command(cfg: QualityConfig, recipe: str, seed: int, run_dir: Path) -> list[
     """``dcgan train`` for the default recipe; this module's worker for the baselines."""
     from .config import TrainConfig
 
-    if recipe == "default":
-        cmd = [sys.executable, "-m", "dcgan", "train", "--data", cfg.data, "--seed", str(seed),
+    if recipe in TRAINER_RECIPES:
+        cmd = [sys.executable, "-m", "dcgan", "train", "--recipe", recipe, "--data", cfg.data, "--seed", str(seed),
                "--run-dir", str(run_dir), "--device", cfg.device, "--steps", str(10**9), "--quiet"]
         if cfg.data_root is not None:
             cmd += ["--data-root", cfg.data_root]
@@ -252,7 +254,7 @@ def _run(cfg: QualityConfig, command: str | None, out) -> dict:
                 _command(cfg, recipe, seed, run_dir), started=run_dir / "config.json", budget_s=cfg.budget_s,
                 log_path=log_path, setup_timeout_s=cfg.setup_timeout_s, stop_timeout_s=cfg.stop_timeout_s, env=env,
             )
-            checkpoint = run_dir / ("checkpoints/latest.pt" if recipe == "default" else "generator.pt")
+            checkpoint = run_dir / ("checkpoints/latest.pt" if recipe in TRAINER_RECIPES else "generator.pt")
             row = {"recipe": recipe, "seed": seed, **timing}
             if timing["returncode"] not in STOP_EXIT_CODES or not checkpoint.is_file():
                 tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-5:])
@@ -306,6 +308,15 @@ def _write_reports(root: Path, results: dict) -> None:
         write_text_atomic(root / name, text)
 
 
+def _largest(e: dict) -> str:
+    """The most over-produced class and its share: with the smallest, the class mixture in two cells."""
+    shares = e.get("class_shares") or {}
+    if not shares:
+        return "-"
+    name = max(shares, key=shares.get)
+    return f"{name}: {shares[name]:.1%}"
+
+
 def format_markdown(results: dict) -> str:
     """The table for people (and the README), the FID ratios and the sample grids."""
     cfg = results["config"]
@@ -317,17 +328,18 @@ def format_markdown(results: dict) -> str:
         f"{cfg['num_images']:,} generated images per evaluation with the offline digit evaluator against the "
         f"{cfg['data']} training images. Every generator (the EMA one for `default`) is sampled in eval mode "
         "with its batch-norm statistics recalibrated on noise.", "",
-        "| recipe | seed | FID | KID | IS | smallest class | train time | steps | images seen | collapsed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| recipe | seed | FID | KID | IS | smallest class | largest class | train time | steps | images seen "
+        "| collapsed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results["rows"]:
         if "eval" not in r:
-            lines.append(f"| {r['recipe']} | {r['seed']} | failed: {r['error']} | | | | | | | |")
+            lines.append(f"| {r['recipe']} | {r['seed']} | failed: {r['error']} | | | | | | | | |")
             continue
         e = r["eval"]
         lines.append(
             f"| {r['recipe']} | {r['seed']} | {e['fid']:.2f} | {e['kid_mean']:.4f} | {e['is_mean']:.2f} | "
-            f"{e['min_class']}: {e['min_class_share']:.1%} | {_duration(r['train_s'])} | {r['steps']:,} | "
+            f"{e['min_class']}: {e['min_class_share']:.1%} | {_largest(e)} | {_duration(r['train_s'])} | {r['steps']:,} | "
             f"{r['images_seen']:,} | {'**yes**' if r['collapsed'] else 'no'} |"
         )
     lines.append("")

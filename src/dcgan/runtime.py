@@ -55,8 +55,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise UserError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if precision == "auto":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if precision in ("bf16", "fp16") and device.type != "cuda":
-        raise UserError(f"--precision {precision} needs a CUDA device (this run uses {device})")
+    if precision == "fp16" and device.type != "cuda":
+        raise UserError(f"--precision fp16 needs a CUDA device (this run uses {device}); bf16 runs on CPUs too")
+    if precision == "bf16" and device.type not in ("cuda", "cpu"):
+        raise UserError(f"--precision bf16 needs a CUDA device or the CPU (this run uses {device})")
     return precision
 
 

@@ -29,7 +29,7 @@ from .data import Batches, DataSpec, load, to_model_range
 from .ema import EMA, recalibrated
 from .errors import UserError
 from .fileio import atomic_path, check_new_folder, write_text_atomic, written
-from .losses import discriminator_loss, generator_loss
+from .losses import discriminator_loss, generator_loss, r1_penalty
 from .models import Discriminator, Generator
 from .runtime import (
     all_agree, autocast, barrier, choose_device, convert_sync_batchnorm, init_distributed, print0, resolve_precision,
@@ -58,20 +58,28 @@ def train_step(
     G: nn.Module, D_logits: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer,
     real: torch.Tensor, z: torch.Tensor, *, real_label: float = 1.0, amp=None,
     scaler_G: torch.amp.GradScaler | None = None, scaler_D: torch.amp.GradScaler | None = None,
+    r1_weight: float = 0.0,
 ) -> torch.Tensor:
-    """One DCGAN step; returns the detached statistics [loss_D, loss_G, D(x), D(G(z)) before, after]."""
+    """One DCGAN step; returns the detached statistics [loss_D, loss_G, D(x), D(G(z)) before, after].
+
+    ``r1_weight`` > 0 adds ``r1_weight x`` the R1 penalty to D's loss in this step (lazy
+    regularisation: the trainer passes gamma / 2 x the interval on every interval-th step).
+    """
     amp = amp if amp is not None else nullcontext()  # reusable: entered once per phase
     scaler_G = scaler_G or torch.amp.GradScaler(enabled=False)
     scaler_D = scaler_D or torch.amp.GradScaler(enabled=False)
 
     # (1) Update D network: maximize log(D(x)) + log(1 - D(G(z)))
     opt_D.zero_grad(set_to_none=True)
+    if r1_weight:
+        real = real.detach().requires_grad_(True)
     with amp:
         fake = G(z)
         logits_real = D_logits(real)
         logits_fake = D_logits(fake.detach())  # detached: the D step sends no gradient into G
         loss_D = discriminator_loss(logits_real, logits_fake, real_label)
-    scaler_D.scale(loss_D).backward()
+    penalty = r1_weight * r1_penalty(logits_real, real) if r1_weight else 0.0
+    scaler_D.scale(loss_D + penalty).backward()
     scaler_D.step(opt_D)
     scaler_D.update()
 
@@ -112,6 +120,18 @@ def build_models(cfg: TrainConfig) -> tuple[Generator, Discriminator]:
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def lr_factor(schedule: str, progress: float, step: int, warmup_steps: int) -> float:
+    """The learning-rate multiplier at ``progress`` in [0, 1] of the run (steps or wall time)."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+    progress = min(max(progress, 0.0), 1.0)
+    if schedule == "linear":
+        return warm * (1.0 - progress)
+    if schedule == "cosine":
+        return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return warm
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -141,8 +161,16 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
     if not 0.5 < cfg.real_label <= 1.0:
         raise UserError(f"--real-label must be in (0.5, 1], got {cfg.real_label}")
-    if cfg.steps is None and cfg.epochs is None:
-        raise UserError("give the run length with --epochs or --steps")
+    if cfg.steps is None and cfg.epochs is None and cfg.minutes is None:
+        raise UserError("give the run length with --epochs, --steps or --minutes")
+    if cfg.minutes is not None and not (cfg.minutes > 0 and math.isfinite(cfg.minutes)):
+        raise UserError(f"--minutes must be a positive number, got {cfg.minutes}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
+    if not (cfg.r1_gamma >= 0 and math.isfinite(cfg.r1_gamma)):
+        raise UserError(f"--r1-gamma must be 0 or more, got {cfg.r1_gamma}")
+    if cfg.r1_every_steps < 1:
+        raise UserError(f"--r1-every-steps must be at least 1, got {cfg.r1_every_steps}")
     if (cfg.steps is not None and cfg.steps < 1) or (cfg.epochs is not None and cfg.epochs < 1):
         raise UserError("--epochs and --steps must be at least 1")
     if cfg.max_images is not None and cfg.max_images < 1:
@@ -151,7 +179,7 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"--eval-num-images must be at least 2 for FID, got {cfg.eval_num_images}")
     if cfg.compile_mode not in COMPILE_MODES:
         raise UserError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {cfg.compile_mode!r}")
-    for name in ("keep_every_steps", "eval_every_steps", "num_workers"):
+    for name in ("keep_every_steps", "eval_every_steps", "num_workers", "lr_warmup_steps"):
         if getattr(cfg, name) < 0:
             raise UserError(f"--{name.replace('_', '-')} must be 0 or more")
 
@@ -266,9 +294,13 @@ class Trainer:
             data, cfg.batch_size, seed=cfg.seed, device=self.device, rank=self.dist.rank,
             world_size=self.dist.world_size, num_workers=cfg.num_workers,
         )
+        # None: no step limit, the --minutes budget alone ends the run
         self.total_steps = 1 if cfg.dry_run else (
-            cfg.steps if cfg.steps is not None else cfg.epochs * self.batches.steps_per_epoch
+            cfg.steps if cfg.steps is not None
+            else cfg.epochs * self.batches.steps_per_epoch if cfg.epochs is not None else None
         )
+        self.budget_s = None if cfg.minutes is None or cfg.dry_run else cfg.minutes * 60
+        self.train_seconds = 0.0  # wall time spent in training steps, over every resumed part of the run
 
         # networks: the raw modules are what checkpoints store; the *_train ones run the steps
         self.G, self.D = build_models(cfg)
@@ -305,7 +337,12 @@ class Trainer:
         self.fixed_noise = torch.randn(cfg.num_samples, cfg.latent_dim, generator=fixed)
         if resumed is not None:
             self._restore(resumed)
-            if self.step >= self.total_steps:
+            if self.budget_s is not None and self.train_seconds >= self.budget_s:
+                raise UserError(
+                    f"{self.run_dir} has used its {cfg.minutes:g}-minute budget "
+                    f"({self.train_seconds / 60:.1f} min); give a larger --minutes to train on"
+                )
+            if self.total_steps is not None and self.step >= self.total_steps:
                 raise UserError(
                     f"{self.run_dir} is already at step {self.step}, the run's length is {self.total_steps} steps; "
                     f"give --steps above {self.step} (or more --epochs) to train on"
@@ -355,7 +392,10 @@ class Trainer:
         return G, D_logits
 
     def _step(self, real: torch.Tensor, z: torch.Tensor, amp) -> torch.Tensor:
-        args = dict(real_label=self.cfg.real_label, amp=amp, scaler_G=self.scaler_G, scaler_D=self.scaler_D)
+        cfg = self.cfg
+        lazy_r1 = cfg.r1_gamma and self.step % cfg.r1_every_steps == 0
+        args = dict(real_label=cfg.real_label, amp=amp, scaler_G=self.scaler_G, scaler_D=self.scaler_D,
+                    r1_weight=cfg.r1_gamma / 2 * cfg.r1_every_steps if lazy_r1 else 0.0)
         d_steps = self.d_steps
         if self.cfg.compile and (self.G_train, self.D_logits) != self.eager:
             torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs (reduce-overhead) may reuse last step's outputs
@@ -386,7 +426,7 @@ class Trainer:
             "stats_sum": self.stats_sum.cpu(), "stats_count": self.stats_count,
             "fixed_noise": self.fixed_noise, "rng": rng_state(),
             "noise_rng": self.noise_rng.get_state(), "world_size": self.dist.world_size,
-            "best_fid": self.best_fid,
+            "best_fid": self.best_fid, "train_seconds": self.train_seconds,
         }
 
     def _restore(self, state: dict) -> None:
@@ -410,6 +450,7 @@ class Trainer:
         self.stats_sum = state["stats_sum"].to(self.device)
         self.stats_count = state["stats_count"]
         self.best_fid = state.get("best_fid", math.inf)
+        self.train_seconds = state.get("train_seconds", 0.0)
         set_rng_state(state["rng"])
         try:
             self.noise_rng.set_state(state["noise_rng"])
@@ -511,17 +552,20 @@ class Trainer:
         amp = autocast(self.device, self.precision)
         images_per_step = cfg.batch_size * self.dist.world_size
         last_time, last_step = time.perf_counter(), self.step
+        segment_start, seconds_before = last_time, self.train_seconds
         collapse_logs = 0
+        finished = False
         self.G_train.train()
         self.D_logits.train()
 
         with _stop_on_signals(self):
-            while self.step < self.total_steps and self.stop_reason is None:
+            while not finished and self.stop_reason is None:
                 for real_u8 in self.batches.epoch(self.epoch, self.step_in_epoch):
                     real = to_model_range(real_u8).contiguous(memory_format=self.memory_format)
                     z = torch.randn(
                         images_per_step, cfg.latent_dim, device=self.device, generator=self.noise_rng
                     )[self.dist.rank :: self.dist.world_size]
+                    self._schedule_lr()
                     stats = self._step(real, z, amp)
                     self.ema.update(self.G, self.step)
                     self.stats_sum += stats
@@ -529,7 +573,8 @@ class Trainer:
                     self.step += 1
                     self.step_in_epoch += 1
                     bar.update(1)
-                    done = self.step >= self.total_steps
+                    self.train_seconds = seconds_before + time.perf_counter() - segment_start
+                    done = finished = self._finished()
 
                     # log: the only host synchronisation. Rows fall on multiples of log_every_steps,
                     # so a stopped and resumed run writes exactly the rows of a straight one
@@ -561,6 +606,7 @@ class Trainer:
                         break
                 else:
                     self.epoch, self.step_in_epoch = self.epoch + 1, 0
+                    finished = self._finished()
 
         bar.close()
         if self.stop_reason is not None:
@@ -577,6 +623,29 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         return self.run_dir
+
+    def _finished(self) -> bool:
+        """The step limit is reached, or the time budget is spent (all ranks agree, at log steps)."""
+        if self.total_steps is not None and self.step >= self.total_steps:
+            return True
+        if self.budget_s is None:
+            return False
+        if self.dist.world_size == 1:
+            return self.train_seconds >= self.budget_s
+        return self.step % self.cfg.log_every_steps == 0 and all_agree(
+            self.train_seconds >= self.budget_s, self.device)
+
+    def _schedule_lr(self) -> None:
+        """Both learning rates follow the schedule over the run's steps or its time budget, whichever is known."""
+        cfg = self.cfg
+        if cfg.lr_schedule == "constant" and not cfg.lr_warmup_steps:
+            return
+        progress = max(self.step / self.total_steps if self.total_steps else 0.0,
+                       self.train_seconds / self.budget_s if self.budget_s else 0.0)
+        factor = lr_factor(cfg.lr_schedule, progress, self.step, cfg.lr_warmup_steps)
+        for opt, base in ((self.opt_G, cfg.lr_g), (self.opt_D, cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
 
     def _final_pictures(self) -> Path:
         """samples/final.png and losses.png, also when a signal ended the run between sample steps."""
