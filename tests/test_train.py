@@ -379,3 +379,12 @@ def test_bf16_autocast_trains_on_the_cpu(tmp_path):
     state = ckpt.load(run)
     assert state["step"] == 3 and all(v.dtype == torch.float32 for v in state["G"].values() if v.is_floating_point())
     assert json.loads((run / "config.json").read_text())["resolved"]["precision"] == "bf16"
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_on_the_cpu_follows_native_bf16(monkeypatch, native, expected):
+    from dcgan import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
+    assert runtime.resolve_precision("auto", torch.device("cpu")) == expected
+    assert runtime.resolve_precision("fp32", torch.device("cpu")) == "fp32"

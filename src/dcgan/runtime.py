@@ -49,12 +49,32 @@ def choose_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX); elsewhere oneDNN emulates it, slowly."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 autocast on CUDA where supported, full precision elsewhere."""
+    """``auto``: bf16 autocast on CUDA and on CPUs with native bf16, fp32 elsewhere.
+
+    On the CPU, bf16 autocast with fp32 weights trained 1.4x the images per second of fp32 (one
+    thread, 28x28 default recipe) and scored the same FID for the same 200,000 images (5.07
+    against 5.23; docs/quality.md); on CPUs without native bf16 it would be slower.
+    """
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise UserError(f"--precision fp16 needs a CUDA device (this run uses {device}); bf16 runs on CPUs too")
     if precision == "bf16" and device.type not in ("cuda", "cpu"):
@@ -163,6 +183,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or get_dist().world_size == 1:
             return super().forward(x)
+        dtype, x = x.dtype, x.float()  # statistics in fp32 under autocast: bf16 sums of squares lose digits
         count = torch.full((1,), x.numel() / x.shape[1], dtype=x.dtype, device=x.device)
         totals = _AllReduceSum.apply(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count]))
         channels = x.shape[1]
@@ -175,7 +196,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
             self.running_mean.lerp_(mean.detach(), momentum)
             self.running_var.lerp_(var.detach() * n / (n - 1), momentum)
         scale = self.weight * torch.rsqrt(var + self.eps)
-        return x * scale[None, :, None, None] + (self.bias - mean * scale)[None, :, None, None]
+        return (x * scale[None, :, None, None] + (self.bias - mean * scale)[None, :, None, None]).to(dtype)
 
 
 def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
