@@ -208,7 +208,7 @@ def test_end_to_end_run_writes_every_artifact(tmp_path, capsys):
 
     # sample grids of the fixed noise: 16 images of 28 px, 4 x 4 with 2 px padding
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
-        "final.png", "step_0000003.png", "step_0000006.png",
+        "final.png", "progress.gif", "step_0000003.png", "step_0000006.png",
     ]
     for name in ("final.png", "step_0000006.png"):
         with Image.open(run_dir / "samples" / name) as grid:

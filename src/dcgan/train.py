@@ -512,6 +512,10 @@ class Trainer:
 
             plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "losses.png")
             print0(f"done: {self.step} steps; samples {final}; run directory {self.run_dir}")
+        if self.dist.is_main:  # after a stop by signal too: the grids so far are worth watching
+            from .explore import write_progress_gif
+
+            write_progress_gif(self.run_dir)
         if self.writer is not None:
             self.writer.close()
         return self.run_dir
