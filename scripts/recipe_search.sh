@@ -30,7 +30,10 @@ pair "base" "bf16 --precision bf16"
 pair "glr4 --lr-g 4e-4" "lr4 --lr-g 4e-4 --lr-d 4e-4"
 pair "d32-glr4 --d-width 32 --lr-g 4e-4" "r1 --r1-gamma 0.1"
 pair "cosine --lr-schedule cosine" "glr4-r1 --lr-g 4e-4 --r1-gamma 0.1"
-for extra in "$@"; do pair "$extra"; done
+# more rows, two at a time: bash scripts/recipe_search.sh ROOT OUT STEPS "name options" "name options" ...
+shift $(( $# < 3 ? $# : 3 ))
+while [ $# -ge 2 ]; do pair "$1" "$2"; shift 2; done
+[ $# -eq 1 ] && train $1
 
 echo "| run | options | FID | KID | IS | smallest class | largest class | D(x) at the end |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|"

@@ -88,7 +88,7 @@ def test_train_on_builtin_data_writes_every_artifact(builtin_run):
     printed = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert printed == rows
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
-        "final.png", "step_0000002.png", "step_0000004.png",
+        "final.png", "progress.gif", "step_0000002.png", "step_0000004.png",
     ]
     assert (run_dir / "losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     state = ckpt.load(run_dir / "checkpoints" / "latest.pt")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,20 @@ def pixels(image: torch.Tensor) -> np.ndarray:
     return array[:, :, 0] if array.shape[2] == 1 else array
 
 
-@torch.no_grad()
-def seed_pixels(G, seed: int) -> np.ndarray:
-    """The image of one seed as ``dcgan sample --seeds`` computes it: G(seed_noise([s])) drawn alone."""
-    return pixels(to_uint8(G(seed_noise([seed], G.latent_dim)))[0])
+_cli_pixels: dict[tuple[str, int], np.ndarray] = {}
+
+
+def seed_pixels(run: str, seed: int) -> np.ndarray:
+    """The image of one seed as ``dcgan sample RUN --seeds S`` writes it (in-process, into an .npz)."""
+    if (run, seed) not in _cli_pixels:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "seed.npz"
+            assert main(["sample", run, "--seeds", str(seed), "-o", str(out), "--device", "cpu"]) == 0
+            with np.load(out) as f:
+                assert f["seeds"].tolist() == [seed]
+                image = f["images"][0]  # [H, W, C]
+        _cli_pixels[run, seed] = image[:, :, 0] if image.shape[2] == 1 else image
+    return _cli_pixels[run, seed]
 
 
 @pytest.fixture(scope="module")
@@ -95,62 +106,62 @@ def downloaded(downloads: Path, name: str) -> bytes:
     return path.read_bytes()
 
 
-def test_grid_renders_the_seeds_and_rerolls(driver, G):
+def test_grid_renders_the_seeds_and_rerolls(driver, run, G):
     from selenium.webdriver.common.by import By
 
-    shows(driver, "#grid img", [seed_pixels(G, s) for s in range(16)], "the grid of seeds 0-15")
+    shows(driver, "#grid img", [seed_pixels(run, s) for s in range(16)], "the grid of seeds 0-15")
 
     page.click(driver, "reroll")
     text = page.wait_for(lambda: (v := page.value_of(driver, "#seeds textarea")) != "0-15" and v,
                          what="re-rolled seeds")
     first, last = (int(x) for x in text.split("-"))
     assert last - first == 15
-    shows(driver, "#grid img", [seed_pixels(G, s) for s in range(first, last + 1)], f"the grid of {text}")
+    shows(driver, "#grid img", [seed_pixels(run, s) for s in range(first, last + 1)], f"the grid of {text}")
 
     page.set_text(driver, "seeds", "3,70,7")
-    shows(driver, "#grid img", [seed_pixels(G, s) for s in (3, 70, 7)], "the grid of seeds 3,70,7")
+    shows(driver, "#grid img", [seed_pixels(run, s) for s in (3, 70, 7)], "the grid of seeds 3,70,7")
 
     # clicking a sample makes it the seed to steer
     driver.find_elements(By.CSS_SELECTOR, "#grid img")[1].click()
     page.wait_for(lambda: page.value_of(driver, "#seed input") == "70", what="seed 70 in the seed box")
-    shows(driver, "#current-image img", [seed_pixels(G, 70)], "the image of the clicked seed 70")
+    shows(driver, "#current-image img", [seed_pixels(run, 70)], "the image of the clicked seed 70")
 
 
-def test_typed_seed_shows_the_seed_image_and_downloads_it(driver, G, downloads):
+def test_typed_seed_shows_the_seed_image_and_downloads_it(driver, run, G, downloads):
     from PIL import Image
 
     page.set_number(driver, "seed", 4242)
-    shows(driver, "#current-image img", [seed_pixels(G, 4242)], "the image of seed 4242")
+    shows(driver, "#current-image img", [seed_pixels(run, 4242)], "the image of seed 4242")
 
     page.click(driver, "download-png")
     png = np.asarray(Image.open(io.BytesIO(downloaded(downloads, "seed-4242.png"))))
     assert png.shape == (G.image_size, G.image_size) + ((3,) if G.channels == 3 else ())
-    assert np.array_equal(png, seed_pixels(G, 4242))
+    assert np.array_equal(png, seed_pixels(run, 4242))
     page.click(driver, "download-z")
     z = np.load(io.BytesIO(downloaded(downloads, "seed-4242-z.npy")))
     assert np.array_equal(z, seed_noise([4242], G.latent_dim)[0].numpy())
 
 
 @torch.no_grad()
-def test_moving_a_slider_changes_the_image(driver, G):
+def test_moving_a_slider_changes_the_image(driver, run, G):
     from selenium.webdriver.common.keys import Keys
 
     from dcgan.demo import latent_directions
 
     page.set_number(driver, "seed", 4242)
     page.click(driver, "reset")
-    shows(driver, "#current-image img", [seed_pixels(G, 4242)], "the unsteered image of seed 4242")
+    shows(driver, "#current-image img", [seed_pixels(run, 4242)], "the unsteered image of seed 4242")
 
     page.slider_keys(driver, "direction-1", Keys.END)
     page.wait_for(lambda: page.value_of(driver, "#direction-1 input[type=number]") == "3", what="slider 1 at 3")
     z = seed_noise([4242], G.latent_dim) + 3.0 * latent_directions(G)[0]
     steered = pixels(to_uint8(G(z))[0])
-    assert not np.array_equal(steered, seed_pixels(G, 4242))
+    assert not np.array_equal(steered, seed_pixels(run, 4242))
     shows(driver, "#current-image img", [steered], "the image steered along direction 1")
 
 
 @torch.no_grad()
-def test_walk_produces_its_frames_and_gif(driver, G):
+def test_walk_produces_its_frames_and_gif(driver, run, G):
     from PIL import Image
 
     page.set_number(driver, "seed-a", 5)
@@ -168,7 +179,7 @@ def test_walk_produces_its_frames_and_gif(driver, G):
 
     if os.environ.get("DCGAN_DEMO_SCREENSHOT"):
         page.set_text(driver, "seeds", "0-15")
-        shows(driver, "#grid img", [seed_pixels(G, s) for s in range(16)], "the grid of seeds 0-15")
+        shows(driver, "#grid img", [seed_pixels(run, s) for s in range(16)], "the grid of seeds 0-15")
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(1400, height)
         driver.execute_script("window.scrollTo(0, 0)")

@@ -267,7 +267,7 @@ def test_real_statistics_are_cached_reused_and_keyed(tmp_path, mnist5k):
     real_features(load_real, extractor, key={**key, "split": "test"}, cache_dir=tmp_path)
     real_features(load_real, LinearExtractor(seed=1), key=key, cache_dir=tmp_path)
     assert len(list(tmp_path.iterdir())) == 3 and len(loads) == 3
-    assert not list(tmp_path.glob(".*.tmp")), "no temporary files left behind"
+    assert not list(tmp_path.glob(".*.tmp*")), "no temporary files left behind"
 
 
 def test_a_corrupt_cache_file_is_recomputed(tmp_path, mnist5k, capsys):

@@ -152,8 +152,8 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
         checkpoint = out / "runs" / f"{recipe}-seed0" / ("checkpoints/latest.pt" if recipe in ("default", "paper")
                                                          else "generator.pt")
         again = evaluate(load_generator(checkpoint, torch.device("cpu")), real, extractor, num_images=200, seed=0,
-                         progress=False)
-        for key in ("fid", "kid_mean", "is_mean", "min_class_share"):
+                         progress=False, precision_recall_k=3)
+        for key in ("fid", "kid_mean", "is_mean", "min_class_share", "precision", "recall"):
             assert e[key] == pytest.approx(getattr(again, key), rel=1e-6), (recipe, key)
         assert e["min_class_share"] == min(e["class_shares"].values())
         assert sum(e["class_shares"].values()) == pytest.approx(1.0)

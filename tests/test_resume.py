@@ -176,7 +176,7 @@ def test_second_sigint_aborts_at_once(tmp_path):
     assert err.strip().splitlines()[-1] == "aborted"
     assert "stopped at step" not in out  # the graceful path never finished
     assert latest.read_bytes() == before or ckpt.load(run)["step"] > 3  # the old checkpoint, or a whole new one
-    assert not list((run / "checkpoints").glob(".*.tmp"))
+    assert not list((run / "checkpoints").glob(".*.tmp*"))
 
 
 def _final_state(run_dir: Path) -> dict:
@@ -236,7 +236,7 @@ def test_kill_9_anywhere_then_resume_is_bit_identical_to_a_straight_run(tmp_path
 
     _assert_bit_identical(_final_state(straight), _final_state(run))
     assert _metrics(straight) == _metrics(run)  # no row lost or written twice
-    assert not list((run / "checkpoints").glob(".*.tmp"))
+    assert not list((run / "checkpoints").glob(".*.tmp*"))
 
 
 # --------------------------------------------------------------------------- divergence

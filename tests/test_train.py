@@ -15,6 +15,7 @@ from dcgan import Discriminator, Generator, TrainConfig
 from dcgan import checkpoint as ckpt
 from dcgan.data import to_model_range
 from dcgan.losses import discriminator_loss, generator_loss, r1_penalty
+from dcgan.runtime import resolve_precision
 from dcgan.train import Logits, STAT_NAMES, lr_factor, train, train_step
 
 
@@ -190,7 +191,8 @@ def test_end_to_end_run_writes_every_artifact(tmp_path, capsys):
     assert config["run_dir"] == str(run_dir)
     assert resolved["total_steps"] == 6 and resolved["steps_per_epoch"] == 4
     assert resolved["num_images"] == 64
-    assert (resolved["device"], resolved["precision"], resolved["world_size"]) == ("cpu", "fp32", 1)
+    expected_precision = resolve_precision("auto", torch.device("cpu"))  # bf16 where the CPU has it natively
+    assert (resolved["device"], resolved["precision"], resolved["world_size"]) == ("cpu", expected_precision, 1)
 
     # metrics.jsonl: one row per log step, every statistic; 4 steps per epoch
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -208,7 +210,7 @@ def test_end_to_end_run_writes_every_artifact(tmp_path, capsys):
 
     # sample grids of the fixed noise: 16 images of 28 px, 4 x 4 with 2 px padding
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
-        "final.png", "step_0000003.png", "step_0000006.png",
+        "final.png", "progress.gif", "step_0000003.png", "step_0000006.png",
     ]
     for name in ("final.png", "step_0000006.png"):
         with Image.open(run_dir / "samples" / name) as grid:

@@ -1,6 +1,7 @@
 """The command line: the only place that parses arguments.
 
-``dcgan train | sample | eval | evaluator train | bench``. ``main(argv)`` returns
+``dcgan train | sample | eval | evaluator train | bench | quality``, and after training
+``interpolate | arithmetic | animate | export | nearest | stats``. ``main(argv)`` returns
 the exit code so the CLI can be tested in-process. A user mistake prints one
 line and exits 2; a stop by signal exits 130 (SIGINT) or 143 (SIGTERM).
 """
@@ -100,6 +101,9 @@ def _add_sample(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+    p.add_argument("--seeds", help="one image per seed, e.g. 0-63 or 3,10-20: image k comes from seed k alone "
+                   "(a labelled grid, one seedNNNNNN.png per seed in a folder, or an .npz with the seeds); "
+                   "replaces -n and --seed")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -153,7 +157,8 @@ def _add_eval(sub) -> None:
         "eval", help="measure sample quality: FID, KID, IS, class coverage",
         description="Generate images from a checkpoint and compare them with the real data.",
     )
-    p.add_argument("checkpoint", help="a checkpoint file or a run directory")
+    p.add_argument("checkpoint", help="a checkpoint file or a run directory, or a folder or .npz of images "
+                   "(then --data names the real images)")
     p.add_argument("-n", "--num-images", type=int, default=10_000, help="images to generate (default: 10000)")
     p.add_argument("--extractor", choices=("digits", "inception"),
                    help="feature network (default: digits for grayscale data, inception for colour)")
@@ -170,6 +175,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
     p.add_argument("--json", action="store_true", help="print JSON for scripts instead of the table")
+    p.add_argument("--k", type=int, default=3, help="neighbours for precision and recall (0: skip them) (default: 3)")
+    p.add_argument("--ref", metavar="STATS_NPZ",
+                   help="only FID, against mu and sigma from 'dcgan stats' or pytorch-fid (same extractor)")
 
 
 def _add_evaluator(sub) -> None:
@@ -232,6 +240,108 @@ def _add_demo(sub) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
 
 
+def _add_interpolate(sub) -> None:
+    p = sub.add_parser(
+        "interpolate", help="a walk through latent space between seeds",
+        description="Walk between the seeds' latent vectors (or along one direction) and write a PNG strip grid, "
+        "a GIF (Pillow) or an MP4 (imageio-ffmpeg).",
+    )
+    p.add_argument("checkpoint", help="a checkpoint file or a run directory")
+    p.add_argument("--seeds", required=True, help="the seeds to walk through, e.g. 3,7,12")
+    p.add_argument("--frames", type=int, default=16, help="frames per leg between two seeds (default: 16)")
+    p.add_argument("--mode", choices=("slerp", "lerp"), default="slerp", help="path between two seeds "
+                   "(default: slerp, on the sphere where the training noise lives)")
+    p.add_argument("--loop", action="store_true", help="close the path back to the first seed")
+    p.add_argument("--direction", type=int, metavar="SEED",
+                   help="instead, move each seed's vector along this seed's noise direction")
+    p.add_argument("--distance", type=float, default=5.0,
+                   help="with --direction: how far to move each way, in latent units (default: 5.0)")
+    p.add_argument("--fps", type=float, default=12.0, help="frames per second of a GIF or MP4 (default: 12)")
+    p.add_argument("-o", "--out", default="walk.png", help="a .png strip grid, .gif or .mp4 (default: walk.png)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+
+
+def _add_arithmetic(sub) -> None:
+    p = sub.add_parser(
+        "arithmetic", help="vector arithmetic on seed vectors, as in the DCGAN paper",
+        description="Add and subtract the latent vectors of seeds, or the mean vectors of [seed groups], and write "
+        "the operands and the result as a labelled grid.",
+    )
+    p.add_argument("checkpoint", help="a checkpoint file or a run directory")
+    p.add_argument("expression", help='e.g. "12 - 40 + 7" or "[1,4,9] - [2,5,8] + [3,6,10]"')
+    p.add_argument("-o", "--out", default="arithmetic.png", help="a .png (default: arithmetic.png)")
+    p.add_argument("--scale", type=int, default=2, help="pixels per image pixel in the grid (default: 2)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+
+
+def _add_animate(sub) -> None:
+    p = sub.add_parser(
+        "animate", help="rebuild RUN/samples/progress.gif from the run's sample grids",
+        description="Make a GIF of a run's fixed-noise sample grids (samples/step_*.png) in step order.",
+    )
+    p.add_argument("run_dir", help="a run directory")
+    p.add_argument("-o", "--out", help="a .gif or .mp4 (default: RUN/samples/progress.gif)")
+    p.add_argument("--fps", type=float, default=10.0, help="(default: 10)")
+    p.add_argument("--max-frames", type=int, default=100, help="at most this many grids, evenly spaced (default: 100)")
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export", help="export the generator: torchscript, onnx or safetensors",
+        description="Export the EMA generator (eval mode, batch-norm statistics re-estimated) with its config. "
+        "Load it back with Generator.from_pretrained(PATH) (safetensors, torchscript) or onnxruntime.",
+    )
+    p.add_argument("checkpoint", help="a checkpoint file or a run directory")
+    p.add_argument("--format", choices=("torchscript", "onnx", "safetensors"),
+                   help="default: from the suffix of -o (.pt/.ts, .onnx, .safetensors)")
+    p.add_argument("-o", "--out", required=True, help="the file to write")
+    p.add_argument("--no-ema", action="store_true", help="export the raw generator, not its moving average")
+
+
+def _add_nearest(sub) -> None:
+    p = sub.add_parser(
+        "nearest", help="memorisation check: samples beside their nearest training images",
+        description="Write each sample beside its nearest training images (evaluator features, then pixels) and "
+        "compare the samples' nearest-training distances with those of unseen test images.",
+    )
+    p.add_argument("checkpoint", help="a checkpoint file or a run directory")
+    p.add_argument("-n", "--num-images", type=int, default=64, help="samples in the picture (default: 64)")
+    p.add_argument("-k", type=int, default=3, help="neighbours per sample and space in the picture (default: 3)")
+    p.add_argument("--num-compare", type=int, default=1000,
+                   help="samples and test images whose distances are compared (default: 1000)")
+    p.add_argument("-o", "--out", default="nearest.png", help="the picture, a .png (default: nearest.png)")
+    p.add_argument("--test-data", help="held-out real images (default: the run's dataset, test split)")
+    p.add_argument("--test-root", help="where --test-data lives")
+    p.add_argument("--extractor", choices=("digits", "inception"), help="feature network (default: as dcgan eval)")
+    p.add_argument("--inception-weights", metavar="PATH")
+    p.add_argument("--evaluator-weights", metavar="PATH")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
+
+
+def _add_stats(sub) -> None:
+    p = sub.add_parser(
+        "stats", help="reference statistics (mu, sigma) of a dataset or a set of images",
+        description="Write the mean and covariance of a set's features to an .npz in pytorch-fid's format "
+        "(keys mu, sigma), for 'dcgan eval --ref' and other FID tools.",
+    )
+    p.add_argument("data", help="a folder or .npz of images, or a dataset name (mnist, mnist-5k, cifar10, ...)")
+    p.add_argument("-o", "--out", required=True, help="the .npz to write")
+    p.add_argument("--data-root", help="where a named dataset lives")
+    p.add_argument("--split", choices=("train", "test"), default="train")
+    p.add_argument("--image-size", type=int, help="for a named dataset (default: 28)")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="for a named dataset (default: 1)")
+    p.add_argument("--extractor", choices=("digits", "inception"),
+                   help="feature network (default: digits for grayscale, inception for colour)")
+    p.add_argument("--inception-weights", metavar="PATH")
+    p.add_argument("--evaluator-weights", metavar="PATH")
+    p.add_argument("--cache-dir", help="real-data features cache (default: ~/.cache/dcgan/stats)")
+    p.add_argument("--device", default="auto")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dcgan", description="Deep Convolutional GANs: train, sample, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -242,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluator(sub)
     _add_quality(sub)
     _add_demo(sub)
+    _add_interpolate(sub)
+    _add_arithmetic(sub)
+    _add_animate(sub)
+    _add_export(sub)
+    _add_nearest(sub)
+    _add_stats(sub)
     return parser
 
 
@@ -276,6 +392,15 @@ def _sample(args: argparse.Namespace) -> int:
     fmt = infer_format(Path(args.out), args.format)
     out = output_path(Path(args.out), fmt)
     check_output(out, fmt)
+    if args.seeds is not None:
+        from .explore import seed_images, write_seed_images
+        from .latent import parse_seeds
+
+        seeds = parse_seeds(args.seeds)
+        G = load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema)
+        write_seed_images(seed_images(G, seeds), seeds, out, fmt)
+        print(f"wrote {len(seeds)} images (seeds {args.seeds}) to {out}")
+        return 0
     G = load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema)
     write(generate(G, args.num_images, seed=args.seed), out, fmt)
     print(f"wrote {args.num_images} images to {out}")
@@ -296,14 +421,30 @@ def _eval(args: argparse.Namespace) -> int:
     from .metrics.report import EvalOptions, evaluate_checkpoint, format_table
     from .runtime import choose_device, finish_distributed, init_distributed
 
+    from .metrics.image_sets import evaluate_image_set, fid_against_statistics, is_image_set
+
+    if args.k < 0:
+        raise UserError(f"--k must be 0 (no precision and recall) or more, got {args.k}")
     dist = init_distributed(args.device)  # under torchrun the ranks share the generation
     opts = EvalOptions(
         num_images=args.num_images, extractor=args.extractor, inception_weights=args.inception_weights,
         evaluator_weights=args.evaluator_weights, data=args.data, data_root=args.data_root, split=args.split,
         seed=args.seed, batch_size=args.batch_size, cache_dir=args.cache_dir, ema=not args.no_ema,
-        progress=dist.is_main, download=args.download,
+        progress=dist.is_main, download=args.download, precision_recall_k=args.k or None,
     )
-    result, info = evaluate_checkpoint(args.checkpoint, opts, choose_device(args.device, dist.local_rank))
+    device = choose_device(args.device, dist.local_rank)
+    if args.ref is not None:
+        fid, info = fid_against_statistics(args.checkpoint, args.ref, opts=opts, device=device)
+        if dist.is_main:
+            print(json.dumps({**info, "fid": fid}, indent=2) if args.json else
+                  f"FID {fid:.3f}: {info['num_images']:,} images of {info['source']} against {info['reference']} "
+                  f"({info['extractor']} features)")
+        finish_distributed()
+        return 0
+    if is_image_set(args.checkpoint):
+        result, info = evaluate_image_set(args.checkpoint, opts, device)
+    else:
+        result, info = evaluate_checkpoint(args.checkpoint, opts, device)
     if dist.is_main:
         print(json.dumps({**info, **result.to_dict()}, indent=2) if args.json else format_table(result, info))
     finish_distributed()
@@ -341,11 +482,133 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interpolate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .explore import ANIMATION_SUFFIXES, check_output_file, images_of, walk_latents, write_walk
+    from .latent import parse_seeds
+    from .runtime import choose_device
+    from .sample import load_generator
+
+    out = Path(args.out)
+    check_output_file(out, (".png", *ANIMATION_SUFFIXES))
+    if args.fps <= 0:
+        raise UserError(f"--fps must be positive, got {args.fps}")
+    seeds = parse_seeds(args.seeds)
+    if args.direction is None and len(seeds) < 2:
+        raise UserError("a walk needs at least two seeds (or --direction SEED to move along one direction)")
+    G = load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema)
+    z = walk_latents(seeds, G.latent_dim, frames=args.frames, mode=args.mode, loop=args.loop,
+                     direction_seed=args.direction, distance=args.distance)
+    frames = images_of(G, z.flatten(0, 1)).unflatten(0, z.shape[:2])
+    write_walk(frames, out, frames_per_row=args.frames, fps=args.fps)
+    walks = f" of {frames.shape[1]} walks" if frames.shape[1] > 1 else ""
+    print(f"wrote {len(frames)} frames{walks} to {out}")
+    return 0
+
+
+def _arithmetic(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .explore import arithmetic, atomic_path, check_output_file, labelled_grid, parse_expression
+    from .runtime import choose_device
+    from .sample import load_generator
+
+    out = Path(args.out)
+    check_output_file(out, (".png",))
+    if args.scale < 1:
+        raise UserError(f"--scale must be at least 1, got {args.scale}")
+    terms = parse_expression(args.expression)
+    G = load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema)
+    images, labels = arithmetic(G, terms)
+    grid = labelled_grid(images, labels, nrow=len(images), scale=args.scale)
+    with atomic_path(out) as tmp:
+        grid.save(tmp, format="PNG")
+    print(f"wrote {args.expression} = the last image to {out}")
+    return 0
+
+
+def _animate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .explore import ANIMATION_SUFFIXES, check_output_file, write_progress_gif
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "samples").is_dir():
+        raise UserError(f"no samples folder in {run_dir}: not a run directory?")
+    if args.out is not None:
+        check_output_file(Path(args.out), ANIMATION_SUFFIXES)
+    if args.fps <= 0 or args.max_frames < 1:
+        raise UserError("--fps must be positive and --max-frames at least 1")
+    out = write_progress_gif(run_dir, args.out, max_frames=args.max_frames, fps=args.fps)
+    if out is None:
+        raise UserError(f"no sample grids (samples/step_*.png) in {run_dir} yet")
+    print(f"wrote {out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    out = export_run(args.checkpoint, args.out, fmt=args.format, ema=not args.no_ema)
+    print(f"wrote {out}")
+    return 0
+
+
+def _nearest(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .explore import check_output_file
+    from .metrics.nearest import check_run, format_reports, save_picture
+    from .runtime import choose_device
+
+    check_output_file(Path(args.out), (".png",))
+    reports, info, picture = check_run(
+        args.checkpoint, num_images=args.num_images, num_compare=args.num_compare, k=args.k,
+        test_data=args.test_data, test_root=args.test_root, extractor=args.extractor,
+        inception_weights=args.inception_weights, evaluator_weights=args.evaluator_weights,
+        device=choose_device(args.device), ema=not args.no_ema, progress=not args.json,
+    )
+    save_picture(picture, args.out)
+    if args.json:
+        print(json.dumps({**info, "picture": args.out, **{s: r.to_dict() for s, r in reports.items()}}, indent=2))
+    else:
+        print(format_reports(reports, info))
+        print(f"wrote {args.out}: each sample, its {args.k} nearest training images in feature space, "
+              f"then in pixel space")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .explore import check_output_file
+    from .metrics.image_sets import feature_statistics, stats_features, write_stats
+    from .metrics.report import EvalOptions
+    from .runtime import choose_device
+
+    check_output_file(Path(args.out), (".npz",))
+    opts = EvalOptions(extractor=args.extractor, inception_weights=args.inception_weights,
+                       evaluator_weights=args.evaluator_weights, data_root=args.data_root, split=args.split,
+                       cache_dir=args.cache_dir)
+    features, count, extractor = stats_features(args.data, opts=opts, image_size=args.image_size,
+                                                channels=args.channels, device=choose_device(args.device))
+    if count < 2:
+        raise UserError(f"{args.data} has {count} image(s); a covariance needs at least 2")
+    mu, sigma = feature_statistics(features)
+    write_stats(mu, sigma, args.out, {"source": args.data, "split": args.split, "extractor": extractor,
+                                      "num_images": count})
+    print(f"wrote {args.out}: mu [{len(mu)}] and sigma [{len(mu)}, {len(mu)}] of {count:,} images ({extractor})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         commands = {"train": _train, "sample": _sample, "bench": _bench, "eval": _eval, "evaluator": _evaluator,
-                    "quality": _quality, "demo": _demo}
+                    "quality": _quality, "demo": _demo, "interpolate": _interpolate, "arithmetic": _arithmetic,
+                    "animate": _animate, "export": _export, "nearest": _nearest, "stats": _stats}
         return commands[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -44,7 +44,8 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = False) -> Iterator[P
     also fsyncs the file and the rename (checkpoints: the newest must survive a power cut).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # the temporary name ends in the target's suffix: writers that pick a format by suffix still can
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -92,6 +92,16 @@ class Generator(nn.Module):
             )
         return self.main(z)
 
+    @classmethod
+    def from_pretrained(cls, path, *, device="cpu", ema: bool = True) -> "Generator":
+        """A generator in eval mode from an export (safetensors, TorchScript), a checkpoint or a run directory.
+
+        A thin call into ``dcgan.export``, imported here lazily so this module imports no training code.
+        """
+        from .export import load_pretrained
+
+        return load_pretrained(path, device=device, ema=ema)
+
 
 class Discriminator(nn.Module):
     """Maps images [B, channels, image_size, image_size] to [B, 1]: the probability each is real."""

@@ -266,7 +266,7 @@ def _run(cfg: QualityConfig, command: str | None, out) -> dict:
                     out(collapse_warning(recipe, seed, row["last"]) + " (at the end of training)")
                 G = load_generator(checkpoint, device)  # the EMA where kept; eval mode, recalibrated BN
                 result = evaluate(G, real, extractor, num_images=cfg.num_images, seed=seed, cache_key=key,
-                                  cache_dir=cfg.cache_dir, progress=not cfg.quick)
+                                  cache_dir=cfg.cache_dir, progress=not cfg.quick, precision_recall_k=3)
                 row["eval"] = result.to_dict()
                 row["grid"] = f"samples/{name}.png"
                 write(generate(G, 64, seed=seed), root / row["grid"], "grid")
@@ -308,6 +308,10 @@ def _write_reports(root: Path, results: dict) -> None:
         write_text_atomic(root / name, text)
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _largest(e: dict) -> str:
     """The most over-produced class and its share: with the smallest, the class mixture in two cells."""
     shares = e.get("class_shares") or {}
@@ -328,17 +332,18 @@ def format_markdown(results: dict) -> str:
         f"{cfg['num_images']:,} generated images per evaluation with the offline digit evaluator against the "
         f"{cfg['data']} training images. Every generator (the EMA one for `default`) is sampled in eval mode "
         "with its batch-norm statistics recalibrated on noise.", "",
-        "| recipe | seed | FID | KID | IS | smallest class | largest class | train time | steps | images seen "
-        "| collapsed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| recipe | seed | FID | KID | IS | precision | recall | smallest class | largest class | train time | steps "
+        "| images seen | collapsed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results["rows"]:
         if "eval" not in r:
-            lines.append(f"| {r['recipe']} | {r['seed']} | failed: {r['error']} | | | | | | | | |")
+            lines.append(f"| {r['recipe']} | {r['seed']} | failed: {r['error']} | | | | | | | | | | |")
             continue
         e = r["eval"]
         lines.append(
             f"| {r['recipe']} | {r['seed']} | {e['fid']:.2f} | {e['kid_mean']:.4f} | {e['is_mean']:.2f} | "
+            f"{_share(e.get('precision'))} | {_share(e.get('recall'))} | "
             f"{e['min_class']}: {e['min_class_share']:.1%} | {_largest(e)} | {_duration(r['train_s'])} | {r['steps']:,} | "
             f"{r['images_seen']:,} | {'**yes**' if r['collapsed'] else 'no'} |"
         )

@@ -506,7 +506,7 @@ class Trainer:
                 from .plots import truncate_rows
 
                 truncate_rows(metrics, self.step)  # rows the resumed steps write again
-                for stale in (self.run_dir / "checkpoints").glob(".*.tmp"):  # left by a kill mid-write
+                for stale in (self.run_dir / "checkpoints").glob(".*.tmp*"):  # left by a kill mid-write
                     stale.unlink(missing_ok=True)
             resolved = {**self.cfg.to_dict(), "resolved": {
                 "device": str(self.device), "precision": self.precision,
@@ -658,6 +658,9 @@ class Trainer:
         with written("the final sample grid", final), atomic_path(final) as tmp:
             shutil.copyfile(grid, tmp)
         plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "losses.png")
+        from .explore import write_progress_gif
+
+        write_progress_gif(self.run_dir)
         return final
 
     def _read_stats(self, partial: bool = False) -> dict:

@@ -232,6 +232,8 @@ class EvalResult:
     num_real_images: int
     extractor: str
     seconds: float
+    precision: float | None = None  # k-NN precision and recall (precision_recall.py); None where not asked for
+    recall: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -255,13 +257,14 @@ def evaluate(
     generator: nn.Module, real_images_u8: RealImages | Callable[[], RealImages], extractor: nn.Module, *,
     num_images: int = 10_000, seed: int = 0, batch_size: int = 250, cache_key: dict | None = None,
     cache_dir: str | os.PathLike | None = None, kid_subsets: int = 100, kid_subset_size: int = 1000,
-    progress: bool = True,
+    progress: bool = True, precision_recall_k: int | None = None,
 ) -> EvalResult | None:
     """Generate ``num_images`` images and compare them with the real ones through ``extractor``.
 
     ``generator`` is used as given (``sample.load_generator`` returns it in
     eval mode with recalibrated batch norm); the extractor runs on its device.
     With ``cache_key`` the real features are cached (see ``real_features``).
+    ``precision_recall_k`` adds k-NN precision and recall (``precision_recall.py``).
     """
     if num_images < 2:
         raise UserError(f"--num-images must be at least 2 for FID, got {num_images}")
@@ -283,9 +286,21 @@ def evaluate(
             return None
     real, _ = real_features(real_images_u8, extractor, key=cache_key, cache_dir=cache_dir,
                             batch_size=batch_size, progress=progress)
+    return score(real, fake, logits, extractor, device=device, seed=seed, kid_subsets=kid_subsets,
+                 kid_subset_size=kid_subset_size, precision_recall_k=precision_recall_k, start=start)
+
+
+def score(
+    real: torch.Tensor, fake: torch.Tensor, logits: torch.Tensor | None, extractor: nn.Module, *,
+    device: torch.device = torch.device("cpu"), seed: int = 0, kid_subsets: int = 100, kid_subset_size: int = 1000,
+    precision_recall_k: int | None = None, start: float | None = None,
+) -> EvalResult:
+    """Every metric from real and generated features (and the generated images' logits, where there are any)."""
+    start = time.perf_counter() if start is None else start
     if len(real) < 2:
         raise UserError(f"the real data has {len(real)} image(s); FID needs at least 2")
-
+    if len(fake) < 2:
+        raise UserError(f"FID needs at least 2 generated images, got {len(fake)}")
     metrics_device = _metrics_device(device)
     real, fake = real.to(metrics_device), fake.to(metrics_device)
     fid = frechet_distance(real, fake)
@@ -297,8 +312,14 @@ def evaluate(
             shares = class_coverage(logits, extractor.labels)
             min_class = min(shares, key=shares.get)
             min_share = shares[min_class]
+    precision = recall = None
+    if precision_recall_k is not None and min(len(real), len(fake)) > precision_recall_k:
+        from .precision_recall import precision_recall
+
+        pr = precision_recall(real, fake, k=precision_recall_k, seed=seed)
+        precision, recall = pr.precision, pr.recall
     return EvalResult(
         fid=fid, kid_mean=kid_mean, kid_std=kid_std, is_mean=is_mean, is_std=is_std, class_shares=shares,
-        min_class=min_class, min_class_share=min_share, num_images=num_images, num_real_images=len(real),
-        extractor=extractor.name, seconds=time.perf_counter() - start,
+        min_class=min_class, min_class_share=min_share, num_images=len(fake), num_real_images=len(real),
+        extractor=extractor.name, seconds=time.perf_counter() - start, precision=precision, recall=recall,
     )

@@ -36,6 +36,7 @@ class EvalOptions:
     ema: bool = True
     progress: bool = True
     download: bool = False  # fetch the real dataset when it is not on disk
+    precision_recall_k: int | None = 3  # None: skip precision and recall
 
 
 def _extractor(opts: EvalOptions, channels: int):
@@ -88,6 +89,7 @@ def evaluate_checkpoint(path: str | os.PathLike, opts: EvalOptions, device: torc
     result = evaluate(
         G, real, extractor, num_images=opts.num_images, seed=opts.seed,
         batch_size=opts.batch_size, cache_key=key, cache_dir=opts.cache_dir, progress=opts.progress,
+        precision_recall_k=opts.precision_recall_k,
     )
     info = {
         "checkpoint": str(path), "step": state.get("step"),
@@ -100,14 +102,19 @@ def evaluate_checkpoint(path: str | os.PathLike, opts: EvalOptions, device: torc
 def format_table(result: EvalResult, info: dict) -> str:
     """The result for people: what was compared, then one metric per line."""
     rows = [
-        ("checkpoint", f"{info['checkpoint']} (step {info['step']}, {info['generator']} generator)"),
+        *([("checkpoint", f"{info['checkpoint']} (step {info['step']}, {info['generator']} generator)")]
+          if "checkpoint" in info else []),
         ("real data", f"{info['data']} {info['split']}, {result.num_real_images:,} images, "
                       f"{info['image_size']}x{info['image_size']}x{info['channels']}"),
-        ("generated", f"{result.num_images:,} images, seed {info['seed']}"),
+        ("generated", f"{result.num_images:,} images, seed {info['seed']}" if "seed" in info
+                      else f"{result.num_images:,} images from {info['images']}"),
         ("extractor", result.extractor),
         ("FID", f"{result.fid:.3f}"),
         ("KID", f"{result.kid_mean:.5f} ± {result.kid_std:.5f}"),
     ]
+    if result.precision is not None:
+        rows.append(("precision", f"{result.precision:.3f}"))
+        rows.append(("recall", f"{result.recall:.3f}"))
     if result.is_mean is not None:
         rows.append(("IS", f"{result.is_mean:.3f} ± {result.is_std:.3f}"))
     if result.class_shares is not None:

@@ -1,0 +1,178 @@
+"""Exporting the generator: TorchScript, ONNX or safetensors, and loading it back in one line.
+
+What is exported is what ``dcgan sample`` uses: the EMA generator in eval mode
+with its batch-norm statistics re-estimated for the averaged weights
+(``sample.load_generator``). Each file carries the config needed to use it
+(latent size, image size, channels, width, classes): in TorchScript's extra
+files, ONNX's metadata properties and the safetensors header. Every export maps
+z [B, latent_dim] to images [B, channels, size, size] in [-1, 1].
+
+ONNX needs ``onnx`` (and ``onnxscript`` for torch's exporter), safetensors the
+``safetensors`` package: ``pip install 'dcgan[export]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+from .models import Generator
+
+FORMATS = {"torchscript": ".pt", "onnx": ".onnx", "safetensors": ".safetensors"}
+CONFIG_KEY = "dcgan"  # the metadata entry (ONNX, safetensors) or extra file (TorchScript) with the config
+EXPORT_VERSION = 1
+
+
+def generator_config(G: Generator) -> dict:
+    return {
+        "format": "dcgan-generator", "version": EXPORT_VERSION, "latent_dim": G.latent_dim,
+        "image_size": G.image_size, "channels": G.channels, "width": G.width,
+        "num_classes": getattr(G, "num_classes", None),  # None: unconditional
+        "input": "z [B, latent_dim], standard normal", "output": "images [B, channels, size, size] in [-1, 1]",
+    }
+
+
+def infer_format(out: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+        return fmt
+    by_suffix = {".pt": "torchscript", ".ts": "torchscript", ".onnx": "onnx", ".safetensors": "safetensors"}
+    if out.suffix.lower() not in by_suffix:
+        raise UserError(f"cannot tell the export format from {out}; use --format {'|'.join(FORMATS)}")
+    return by_suffix[out.suffix.lower()]
+
+
+def _require(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"this export needs the {module} package: pip install 'dcgan[export]'") from None
+
+
+def export_generator(G: Generator, out: str | os.PathLike, fmt: str) -> Path:
+    """Write ``G`` (eval mode, CPU) to ``out`` in ``fmt``; written to a temporary file and renamed."""
+    from .explore import check_output_file
+    from .fileio import atomic_path
+
+    out = Path(out)
+    check_output_file(out, (out.suffix.lower(),))  # any name; the format is chosen
+    G = G.cpu().eval()
+    config = json.dumps(generator_config(G))
+    z = torch.randn(2, G.latent_dim, generator=torch.Generator().manual_seed(0))
+    if fmt == "safetensors":
+        save_file = _require("safetensors.torch").save_file
+    elif fmt == "onnx":
+        onnx = _require("onnx")
+    with atomic_path(out) as tmp, warnings.catch_warnings():
+        # tracing warns about the shape check in forward (the 2-D branch is the one exported) and
+        # torch marks TorchScript deprecated; both are expected here, not news for the user
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if fmt == "torchscript":
+            with torch.no_grad():
+                traced = torch.jit.trace(G, z)  # the 2-D z path; the batch size stays free
+            torch.jit.save(traced, str(tmp), _extra_files={CONFIG_KEY: config})
+        elif fmt == "onnx":
+            with torch.no_grad():
+                torch.onnx.export(
+                    G, (z,), str(tmp), input_names=["z"], output_names=["images"],
+                    dynamic_axes={"z": {0: "batch"}, "images": {0: "batch"}}, dynamo=False,
+                )
+            model = onnx.load(str(tmp))
+            entry = model.metadata_props.add()
+            entry.key, entry.value = CONFIG_KEY, config
+            onnx.save(model, str(tmp))
+        else:
+            state = {k: v.detach().contiguous() for k, v in G.state_dict().items()}
+            save_file(state, str(tmp), metadata={CONFIG_KEY: config})
+    return out
+
+
+def export_run(run: str | os.PathLike, out: str | os.PathLike, *, fmt: str | None = None, ema: bool = True) -> Path:
+    """``dcgan export``: the generator of a run directory or checkpoint, exported on the CPU."""
+    from .sample import load_generator
+
+    out = Path(out)
+    fmt = infer_format(out, fmt)
+    if fmt == "onnx":
+        _require("onnx")
+    elif fmt == "safetensors":
+        _require("safetensors")
+    G = load_generator(run, torch.device("cpu"), ema=ema)
+    return export_generator(G, out, fmt)
+
+
+def _config_generator(config: dict, source: Path) -> Generator:
+    if not isinstance(config, dict) or config.get("format") != "dcgan-generator":
+        raise UserError(f"{source} is not a dcgan generator export")
+    if config.get("version") != EXPORT_VERSION:
+        raise UserError(f"{source} has export version {config.get('version')}; this dcgan reads {EXPORT_VERSION}")
+    return Generator(latent_dim=config["latent_dim"], channels=config["channels"], image_size=config["image_size"],
+                     width=config["width"])
+
+
+def _load_weights(G: Generator, state: dict, source: Path) -> Generator:
+    try:
+        G.load_state_dict(state)
+    except RuntimeError as e:
+        raise UserError(f"{source}: weights do not fit its config: {str(e).splitlines()[0]}") from None
+    return G.eval()
+
+
+def load_pretrained(path: str | os.PathLike, *, device: torch.device | str = "cpu", ema: bool = True) -> Generator:
+    """A ``Generator`` in eval mode from a safetensors or TorchScript export, a checkpoint or a run directory.
+
+    Exports already hold re-estimated batch-norm statistics; checkpoints get them
+    from ``sample.load_generator``. ONNX files are for ONNX runtimes, not torch.
+    """
+    path = Path(path)
+    device = torch.device(device)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        raise UserError(f"{path} is an ONNX export: run it with onnxruntime, or load the .safetensors export")
+    if path.is_dir() or (path.is_file() and suffix not in (".safetensors", ".ts") and not _is_torchscript(path)):
+        from .sample import load_generator
+
+        return load_generator(path, device, ema=ema)
+    if not path.is_file():
+        raise UserError(f"not found: {path}")
+    if suffix == ".safetensors":
+        safetensors = _require("safetensors")
+        safe_open = safetensors.safe_open
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                config = json.loads((f.metadata() or {}).get(CONFIG_KEY, "null"))
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        except (OSError, ValueError, safetensors.SafetensorError) as e:  # JSONDecodeError is a ValueError
+            raise UserError(f"{path} is not a readable safetensors file: {str(e).splitlines()[0][:200]}") from None
+        return _load_weights(_config_generator(config, path), state, path).to(device)
+    extra = {CONFIG_KEY: ""}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch marks TorchScript deprecated
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        config = json.loads(extra[CONFIG_KEY] or "null")
+    except (RuntimeError, ValueError, json.JSONDecodeError) as e:
+        raise UserError(f"{path} is not a readable TorchScript export: {str(e).splitlines()[0][:200]}") from None
+    # the traced module's parameters and buffers have the eager Generator's names
+    return _load_weights(_config_generator(config, path), module.state_dict(), path).to(device)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive holds ``constants.pkl``; a checkpoint (torch.save) does not."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") or name == "constants.pkl" for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
