@@ -95,7 +95,7 @@ torch.set_num_threads(1)  # the same kernels in every process: runs compare bit 
 from dcgan.cli import main
 mode, arg = sys.argv[1].partition(":")[::2]
 if mode == "slow":  # slow steps so that a signal lands mid-run
-    import dcgan.train as t
+    import dcgan.step as t
     step = t.train_step
     def slow(*a, **k):
         time.sleep(0.02)

@@ -15,7 +15,9 @@ from dcgan import Discriminator, Generator, TrainConfig
 from dcgan import checkpoint as ckpt
 from dcgan.data import to_model_range
 from dcgan.losses import discriminator_loss, generator_loss, r1_penalty
-from dcgan.train import Logits, STAT_NAMES, lr_factor, train, train_step
+from dcgan.runlog import STAT_NAMES
+from dcgan.step import Logits, train_step
+from dcgan.train import lr_factor, train
 
 
 def tiny_setup(mnist5k, lr: float = 2e-4):

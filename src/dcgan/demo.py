@@ -27,6 +27,7 @@ import torch
 from . import checkpoint as ckpt
 from .data import to_uint8
 from .errors import UserError
+from .fileio import atomic_path
 from .latent import parse_seeds, seed_noise, walk
 from .models import Generator
 
@@ -173,14 +174,8 @@ def write_gif(frames: torch.Tensor, path: Path, *, frame_ms: int = GIF_FRAME_MS)
 
 def _atomic(path: Path, write) -> None:
     # Two visitors can ask for the same file at once; each writes its own temp file and renames.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:

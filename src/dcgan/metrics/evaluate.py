@@ -20,11 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import sys
 import time
 import warnings
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Union
@@ -35,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data import InMemoryImages, cache_home
 from ..errors import UserError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, load_weights_only
 from ..runtime import get_dist
 from ..sample import generated_batches
 
@@ -164,8 +162,8 @@ def _read_cache(path: Path, key: dict, num_features: int) -> torch.Tensor | None
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError):
+        state = load_weights_only(path, "statistics cache")
+    except UserError:  # a broken cache is recomputed, not an error
         state = None
     valid = (
         isinstance(state, dict) and state.get("key") == key and isinstance(state.get("features"), torch.Tensor)

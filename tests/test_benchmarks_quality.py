@@ -15,8 +15,8 @@ from dcgan.config import TrainConfig
 from dcgan.data import to_model_range
 from dcgan.metrics import evaluate
 from dcgan.metrics.report import EvalOptions, prepare
-from dcgan.baselines import BASELINES, CollapseDetector, PILDigits
-from dcgan.quality import RECIPES, QualityConfig, command_line, fid_ratios, run_for_budget
+from dcgan.benchmarks.baselines import BASELINES, CollapseDetector, PILDigits
+from dcgan.benchmarks.quality import RECIPES, QualityConfig, command_line, fid_ratios, run_for_budget
 from dcgan.sample import load_generator
 
 COLLAPSED = {"D_x": 0.999, "D_G_z_before": 0.001, "loss_G": 30.0}

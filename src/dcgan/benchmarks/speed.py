@@ -6,7 +6,7 @@ optimizers, EMA and deferred statistics) and (b) the classic pytorch/examples
 loop (``classic.py``), and prints (a)/(b). An ablation switches the fast-path
 measures off one at a time to show what each buys.
 
-Every variant runs in a fresh subprocess (``python -m dcgan.bench SPEC``) so
+Every variant runs in a fresh subprocess (``python -m dcgan.benchmarks.speed SPEC``) so
 that thread pools, allocator caches and DataLoader workers of one variant do
 not colour the next; ``--in-process`` (implied by ``--quick``) runs them in
 this process instead, for tests. Each variant warms up, then times several
@@ -23,6 +23,7 @@ measured in the same run.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import math
@@ -38,8 +39,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
-from .fileio import check_output_file, write_text_atomic, written
+from ..errors import UserError
+from ..fileio import check_output_file, load_weights_only, write_text_atomic, written
 
 # The fast-path measures the ablation switches, one at a time, from the project's defaults.
 ABLATIONS = {
@@ -97,7 +98,7 @@ class BenchConfig:
 
 
 def validate(cfg: BenchConfig) -> None:
-    from .models import SUPPORTED_IMAGE_SIZES
+    from ..models import SUPPORTED_IMAGE_SIZES
 
     for size in cfg.sizes:
         if size not in SUPPORTED_IMAGE_SIZES:
@@ -241,64 +242,42 @@ def _forever(epoch_fn):
 
 def _project(spec: dict, device: torch.device):
     """(train step, sample call, flop-count step) for the project's trainer path with ``spec['options']``."""
-    from .config import TrainConfig
-    from .data import Batches, ImageFolder, InMemoryImages, to_model_range
-    from .ema import EMA
-    from .runtime import autocast, resolve_precision
-    from .sample import generate
-    from .train import Logits, build_models, make_optimizers, train_step
+    from ..config import TrainConfig
+    from ..data import Batches, ImageFolder, InMemoryImages, to_model_range
+    from ..sample import generate
+    from ..step import build_training
 
     opts = spec["options"]
     cfg = TrainConfig(
         image_size=spec["size"], channels=spec["channels"], g_width=spec["width"], d_width=spec["width"],
         latent_dim=spec["latent_dim"], batch_size=spec["batch_size"], seed=spec["seed"],
+        precision=opts.get("precision", "auto"), compile=bool(opts.get("compile")),
+        compile_mode=opts.get("compile") or "default",
     )
-    if device.type == "cuda":  # the trainer's rule: fixed shapes, so pick the fastest kernels once
-        torch.backends.cudnn.benchmark = opts.get("cudnn_benchmark", True)
-    G, D = build_models(cfg)
-    channels_last = cfg.channels_last  # the trainer's default (TrainConfig)
     if opts.get("channels_last") == "flip":
-        channels_last = not channels_last
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    G.to(device, memory_format=memory_format)
-    D.to(device, memory_format=memory_format)
-    ema = EMA(G, cfg.ema_decay) if opts.get("ema", True) else None
-    if opts.get("adam") == "plain":
-        betas = (cfg.beta1, cfg.beta2)
-        opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas, foreach=False)
-        opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas, foreach=False)
-    else:
-        opt_G, opt_D = make_optimizers(G, D, cfg, device)
-    precision = resolve_precision(opts.get("precision", "auto"), device)
-    amp = autocast(device, precision)
-    scaler_G = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    scaler_D = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    G_train, D_logits = G, Logits(D)
-    if opts.get("compile"):
-        mode = None if opts["compile"] == "default" else opts["compile"]
-        G_train, D_logits = torch.compile(G, mode=mode), torch.compile(D_logits, mode=mode)
+        cfg = dataclasses.replace(cfg, channels_last=not cfg.channels_last)
+    parts = build_training(cfg, device, fast_adam=opts.get("adam") != "plain")  # the trainer's set-up
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = opts.get("cudnn_benchmark", True)
+    ema = parts.ema if opts.get("ema", True) else None
 
     data_dir = Path(spec["data_dir"])
     if opts.get("data") == "loader":
         data = ImageFolder(str(data_dir / "images"), spec["channels"], spec["size"])
     else:
-        data = InMemoryImages(torch.load(data_dir / "images_u8.pt", weights_only=True))
+        data = InMemoryImages(load_weights_only(data_dir / "images_u8.pt", "benchmark image tensor"))
     batches = Batches(data, cfg.batch_size, seed=cfg.seed, device=device, num_workers=cfg.num_workers)
     stream = _forever(batches.epoch)
-    noise_rng = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + 1)
     stats_sum = torch.zeros(5, device=device)
     step = 0
 
     def train():
         nonlocal step, stats_sum
-        if opts.get("compile") == "reduce-overhead":
-            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: earlier graph outputs may be reused
-        real = to_model_range(next(stream)).contiguous(memory_format=memory_format)
-        z = torch.randn(cfg.batch_size, cfg.latent_dim, device=device, generator=noise_rng)
-        stats = train_step(G_train, D_logits, opt_G, opt_D, real, z, real_label=cfg.real_label, amp=amp,
-                           scaler_G=scaler_G, scaler_D=scaler_D)
+        real = to_model_range(next(stream)).contiguous(memory_format=parts.memory_format)
+        z = torch.randn(cfg.batch_size, cfg.latent_dim, device=device, generator=parts.noise_rng)
+        stats = parts.step(real, z)
         if ema is not None:
-            ema.update(G, step)
+            ema.update(parts.G, step)
         step += 1
         if opts.get("sync_every_step"):
             stats.tolist()  # what reading the statistics every step costs
@@ -308,7 +287,7 @@ def _project(spec: dict, device: torch.device):
                 stats_sum.tolist()
                 stats_sum.zero_()
 
-    G_sample = ema.model if ema is not None else copy.deepcopy(G).eval()
+    G_sample = ema.model if ema is not None else copy.deepcopy(parts.G).eval()
     seed = itertools.count()
 
     def sample():
@@ -413,7 +392,7 @@ def _run_isolated(spec: dict) -> dict:
     """
     busy, own, start = _busy_cpu_s(), os.times(), time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "dcgan.bench", json.dumps(spec)], capture_output=True, text=True,
+        [sys.executable, "-m", "dcgan.benchmarks.speed", json.dumps(spec)], capture_output=True, text=True,
     )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
@@ -435,7 +414,7 @@ def _prepare_data(size: int, channels: int, max_images: int | None, folder: Path
     """The built-in digits at this size: a uint8 tensor for the project, PNG files for the classic."""
     from PIL import Image
 
-    from .data import DataSpec, load
+    from ..data import DataSpec, load
 
     out = folder / f"{size}px_{channels}ch"
     images = load(DataSpec(channels=channels, image_size=size, max_images=max_images), progress=False).images
@@ -467,7 +446,7 @@ def _merge(rounds: list[dict]) -> dict:
 
 def run(cfg: BenchConfig, *, out=print) -> dict:
     """Run every variant, print progress and the tables, write the JSON; return the results."""
-    from .runtime import choose_device
+    from ..runtime import choose_device
 
     validate(cfg)
     device = choose_device(cfg.device)
@@ -477,7 +456,7 @@ def run(cfg: BenchConfig, *, out=print) -> dict:
     if not cfg.compile:
         ablations = {k: v for k, v in ablations.items() if "compile" not in v}
     # name the flip by what it does (the trainer's default is TrainConfig.channels_last)
-    from .config import TrainConfig
+    from ..config import TrainConfig
 
     flipped = "channels_last off" if TrainConfig().channels_last else "channels_last on"
     ablations = {(flipped if k == "channels_last flipped" else k): v for k, v in ablations.items()}

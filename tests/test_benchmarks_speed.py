@@ -12,15 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
-from dcgan import bench
-from dcgan.classic import (
+from dcgan.benchmarks import speed as bench
+from dcgan.benchmarks.classic import (
     ClassicDiscriminator, classic_dataset, classic_loader, classic_optimizers, classic_step,
 )
 from dcgan.cli import main
 from dcgan.config import TrainConfig
 from dcgan.data import Batches, InMemoryImages, epoch_order, to_model_range
 from dcgan.models import Discriminator
-from dcgan.train import Logits, build_models, make_optimizers, train_step
+from dcgan.step import Logits, build_models, make_optimizers, train_step
 
 CPU_VARIANTS = {"fast path", "DataLoader over PNGs", "plain Adam", "channels_last off", ".item() every step", "no EMA"}
 
