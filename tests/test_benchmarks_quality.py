@@ -94,6 +94,7 @@ def test_command_line_reproduces_the_config():
     assert command_line(QualityConfig.quick_config(budget_s=90.0)) == "dcgan quality --quick --budget-min 1.5"
 
 
+@pytest.mark.slow
 def test_budgeted_process_trains_from_its_start_and_stops_on_sigterm(tmp_path):
     started = tmp_path / "started"
     script = (
@@ -130,6 +131,7 @@ def test_a_used_output_folder_is_refused(tmp_path, capsys):
 # --------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_quick_benchmark_end_to_end(tmp_path, capsys):
     out = tmp_path / "quality"
     assert main(["quality", "--quick", "--data", "mnist-5k", "--out", str(out)]) == 0

@@ -80,10 +80,13 @@ def train_step(
         ])
 
 
+def build_generator(cfg: TrainConfig) -> Generator:
+    """The generator a config describes (training, and loading one from a checkpoint)."""
+    return Generator(latent_dim=cfg.latent_dim, channels=cfg.channels, image_size=cfg.image_size, width=cfg.g_width)
+
+
 def build_models(cfg: TrainConfig) -> tuple[Generator, Discriminator]:
-    G = Generator(
-        latent_dim=cfg.latent_dim, channels=cfg.channels, image_size=cfg.image_size, width=cfg.g_width
-    )
+    G = build_generator(cfg)
     D = Discriminator(channels=cfg.channels, image_size=cfg.image_size, width=cfg.d_width)
     return G, D
 

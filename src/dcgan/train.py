@@ -1,8 +1,10 @@
 """The training loop.
 
-Reads top to bottom: set up (device, data, networks, optimizers, resume), then
-per step update D on a real and a fake batch and G against the updated D,
-then log, sample and checkpoint on their schedules, then stop.
+Reads top to bottom: set up (device, data, and ``step.build_training`` for the networks,
+optimizers and the step; then the resumed state), then per step update D on a real and a
+fake batch and G against the updated D, log, and call the hooks (``hooks.py``: samples,
+evaluation, checkpoints, TensorBoard), then stop. The config comes resolved from
+``options.resolve`` and is never changed here.
 
 Statistics stay on the device and are read every ``log_every_steps``: no host
 synchronisation per step.
@@ -18,21 +20,19 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import Batches, DataSpec, load, to_model_range
 from .ema import recalibrated
 from .errors import UserError
 from .fileio import atomic_path, written
+from .hooks import Checkpoints, Evaluation, SampleGrids, TensorBoard, TrainingDiverged, check_finite_row, save_checkpoint
 from .options import Resolved, resolve, write_config
-from .runlog import STAT_NAMES, CollapseDetector
-from .runtime import all_agree, barrier, choose_device, init_distributed, print0, rng_state, seed_everything, set_rng_state
+from .runlog import STAT_NAMES, CollapseDetector, MetricsLog
+from .runtime import all_agree, choose_device, init_distributed, print0, rng_state, seed_everything, set_rng_state
 from .signals import StopFlag, on_signals
 from .step import build_training
 
-
-class TrainingDiverged(UserError):
-    """A loss or a weight became NaN or infinite."""
+__all__ = ["Trainer", "TrainingDiverged", "lr_factor", "train"]
 
 
 def lr_factor(schedule: str, progress: float, step: int, warmup_steps: int) -> float:
@@ -55,12 +55,14 @@ class Trainer:
         if not isinstance(run, Resolved):  # a shortcut for Python callers: the same rules as the CLI
             run = resolve(run, resume=resume, given=explicit)
         self.cfg = cfg = run.cfg  # final: nothing below changes it
-        self.run_dir = run.run_dir
+        self.run_dir, self.continued_from = run.run_dir, run.continued_from
         self.resumed = run.checkpoint is not None
-        self.continued_from = run.continued_from
         self.dist = init_distributed(cfg.device)
         self.device = choose_device(cfg.device, self.dist.local_rank)
-        self.evaluation = self._prepare_evaluation() if cfg.eval_every_steps else None
+        self.hooks: list = [SampleGrids()]
+        if cfg.eval_every_steps:  # before the data: a missing feature network fails first
+            self.hooks.append(Evaluation(cfg))
+        self.hooks.append(Checkpoints())
         self.best_fid = math.inf
         seed_everything(cfg.seed + self.dist.rank)
         spec = DataSpec(
@@ -81,7 +83,7 @@ class Trainer:
         self.train_seconds = 0.0  # wall time spent in training steps, over every resumed part of the run
 
         parts = build_training(cfg, self.device, dist=self.dist)
-        self.G, self.D, self.ema = parts.G, parts.D, parts.ema
+        self.G, self.D, self.ema = parts.G, parts.D, parts.ema  # the raw modules: what checkpoints store
         self.opt_G, self.opt_D, self.scaler_G, self.scaler_D = parts.opt_G, parts.opt_D, parts.scaler_G, parts.scaler_D
         self.train_step, self.precision, self.memory_format = parts.step, parts.precision, parts.memory_format
         self.noise_rng, self.fixed_noise = parts.noise_rng, parts.fixed_noise
@@ -103,6 +105,7 @@ class Trainer:
                     f"give --steps above {self.step} (or more --epochs) to train on"
                 )
         self.stop = StopFlag()
+        self.log = None  # metrics.jsonl on rank 0, opened by run()
 
     @property
     def d_steps(self) -> int:
@@ -114,174 +117,26 @@ class Trainer:
         """Why the run stopped early: a signal's name, or another rank's request; None while training."""
         return self.stop.reason
 
-    def _prepare_evaluation(self):
-        from .metrics.report import EvalOptions, prepare
-
-        opts = EvalOptions(
-            num_images=self.cfg.eval_num_images, extractor=self.cfg.eval_extractor,
-            progress=False,
-        )
-        return opts, *prepare(self.cfg, opts)
-
-    def _evaluate(self, log) -> None:
-        """FID and friends of the EMA generator; rank 0 logs them and keeps the best checkpoint."""
-        from .metrics.evaluate import evaluate
-
-        opts, extractor, real, key = self.evaluation
-        G = recalibrated(self.ema.model, seed=self.cfg.seed)
-        result = evaluate(G, real, extractor, num_images=opts.num_images, seed=opts.seed,
-                          batch_size=opts.batch_size, cache_key=key, progress=False)
-        if result is None:  # not rank 0
-            return
-        row = {"step": self.step, "epoch": self.epoch, "fid": result.fid, "kid": result.kid_mean,
-               "is": result.is_mean, "min_class_share": result.min_class_share}
-        log.write(row)
-        if self.writer is not None:
-            self.writer.add_scalar("fid", result.fid, self.step)
-        if result.fid < self.best_fid:
-            self.best_fid = result.fid
-            self._write(self.run_dir / "checkpoints" / "best.pt")
-
-    def _step(self, real: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        cfg = self.cfg
-        lazy_r1 = cfg.r1_gamma and self.step % cfg.r1_every_steps == 0
-        return self.train_step(real, z, r1_weight=cfg.r1_gamma / 2 * cfg.r1_every_steps if lazy_r1 else 0.0)
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def state_dict(self) -> dict:
-        return {
-            "config": self.cfg.to_dict(),
-            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.ema.state_dict(),
-            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
-            "scaler_G": self.scaler_G.state_dict(), "scaler_D": self.scaler_D.state_dict(),
-            "step": self.step, "epoch": self.epoch,
-            "images_in_epoch": self.step_in_epoch * self.cfg.batch_size * self.dist.world_size,
-            "stats_sum": self.stats_sum.cpu(), "stats_count": self.stats_count,
-            "fixed_noise": self.fixed_noise, "rng": rng_state(),
-            "noise_rng": self.noise_rng.get_state(), "world_size": self.dist.world_size,
-            "best_fid": self.best_fid, "train_seconds": self.train_seconds,
-        }
-
-    def _restore(self, state: dict) -> None:
-        try:
-            self.G.load_state_dict(state["G"])
-            self.D.load_state_dict(state["D"])
-            self.ema.load_state_dict(state["G_ema"])
-            self.opt_G.load_state_dict(state["opt_G"])
-            self.opt_D.load_state_dict(state["opt_D"])
-        except (RuntimeError, KeyError, ValueError) as e:
-            # load_state_dict's first line only names the module; the second names the tensor
-            detail = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
-            raise UserError(f"checkpoint does not fit this configuration: {detail[:300]}") from None
-        if state.get("scaler_G"):
-            self.scaler_G.load_state_dict(state["scaler_G"])
-            self.scaler_D.load_state_dict(state["scaler_D"])
-        self.step, self.epoch = state["step"], state["epoch"]
-        # the position is kept in images so that another number of processes resumes it too
-        self.step_in_epoch = state["images_in_epoch"] // (self.cfg.batch_size * self.dist.world_size)
-        self.fixed_noise = state["fixed_noise"]
-        self.stats_sum = state["stats_sum"].to(self.device)
-        self.stats_count = state["stats_count"]
-        self.best_fid = state.get("best_fid", math.inf)
-        self.train_seconds = state.get("train_seconds", 0.0)
-        set_rng_state(state["rng"])
-        try:
-            self.noise_rng.set_state(state["noise_rng"])
-        except RuntimeError:  # written on another device type (CPU and CUDA generators differ)
-            self.noise_rng.manual_seed(self.cfg.seed * 7919 + 1 + self.step)
-            print0(f"notice: checkpoint's noise stream is for another device; reseeded for {self.device}")
-
-    def _save_checkpoint(self) -> None:
-        self._check_finite_weights()
-        if self.dist.world_size > 1:
-            # every rank then holds the mean partial sums, which is what resume restores on each;
-            # the mean over ranks at the next log step is unchanged by this
-            import torch.distributed as dist
-
-            dist.all_reduce(self.stats_sum)  # Gloo has no AVG
-            self.stats_sum /= self.dist.world_size
-        if self.dist.is_main:
-            folder = self.run_dir / "checkpoints"
-            self._write(folder / ckpt.LATEST)
-            if self.cfg.keep_every_steps and self.step % self.cfg.keep_every_steps == 0:
-                self._write(folder / f"step_{self.step:07d}.pt")
-        barrier()
-
-    def _write(self, path: Path) -> None:
-        try:
-            ckpt.save(self.state_dict(), path)
-        except OSError as e:
-            raise UserError(
-                f"could not write a checkpoint to {path.parent} ({e.strerror or e}); "
-                "the previous checkpoint is intact"
-            ) from None
-
-    def _check_finite_weights(self) -> None:
-        for name, net in (("generator", self.G), ("discriminator", self.D)):
-            finite = torch.stack([p.isfinite().all() for p in net.parameters()]).all()
-            if all_agree(not bool(finite), self.device):
-                raise TrainingDiverged(
-                    f"the {name}'s weights became NaN or infinite by step {self.step}; "
-                    f"not saving them; the last good checkpoint is in {self.run_dir / 'checkpoints'}"
-                )
-
-    # ------------------------------------------------------------------ artifacts
-
-    def _prepare_run_dir(self) -> None:
-        if not self.dist.is_main:
-            return
-        try:
-            (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
-            metrics = self.run_dir / "metrics.jsonl"
-            if self.continued_from is not None and (self.continued_from / "metrics.jsonl").is_file():
-                shutil.copyfile(self.continued_from / "metrics.jsonl", metrics)  # the steps it continues
-            if self.resumed:
-                from .runlog import truncate_rows
-
-                truncate_rows(metrics, self.step)  # rows the resumed steps write again
-                for stale in (self.run_dir / "checkpoints").glob(".*.tmp"):  # left by a kill mid-write
-                    stale.unlink(missing_ok=True)
-            write_config(self.run_dir, self.cfg, {
-                "device": str(self.device), "precision": self.precision,
-                "world_size": self.dist.world_size, "total_steps": self.total_steps,
-                "steps_per_epoch": self.batches.steps_per_epoch, "num_images": len(self.batches.data),
-                "torch": torch.__version__,
-            })
-        except OSError as e:
-            raise UserError(f"cannot write to run directory {self.run_dir}: {e.strerror or e}") from None
-
-    def save_samples(self, name: str) -> Path:
-        from torchvision.utils import save_image
-
-        G = recalibrated(self.ema.model, seed=self.cfg.seed)
-        with torch.no_grad():
-            images = G(self.fixed_noise.to(self.device)).float().cpu()
-        path = self.run_dir / "samples" / f"{name}.png"
-        with written("a sample grid", path, "the checkpoints written so far are intact"), atomic_path(path) as tmp:
-            save_image(images, tmp, format="png", nrow=int(math.sqrt(len(images))) or 1, normalize=True,
-                       value_range=(-1, 1))
-        if self.writer is not None:
-            from torchvision.utils import make_grid
-
-            self.writer.add_image("samples", make_grid(images, normalize=True, value_range=(-1, 1)), self.step)
-        return path
+    def emit(self, event: str, *args) -> None:
+        """Call ``event`` on every hook that has it, in order."""
+        for hook in self.hooks:
+            method = getattr(hook, event, None)
+            if method is not None:
+                method(self, *args)
 
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> Path:
         cfg = self.cfg
         self._prepare_run_dir()
-        self.writer = self._tensorboard() if self.dist.is_main else None
+        if self.dist.is_main:
+            self.log = MetricsLog(self.run_dir / "metrics.jsonl")
+            if cfg.tensorboard:
+                self.hooks.append(TensorBoard(self.run_dir))
         from tqdm import tqdm
 
-        from .runlog import MetricsLog
-
-        log = MetricsLog(self.run_dir / "metrics.jsonl") if self.dist.is_main else None
-        bar = tqdm(
-            total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
-            disable=cfg.quiet or not self.dist.is_main,
-        )
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=cfg.quiet or not self.dist.is_main)
         images_per_step = cfg.batch_size * self.dist.world_size
         last_time, last_step = time.perf_counter(), self.step
         segment_start, seconds_before = last_time, self.train_seconds
@@ -292,6 +147,7 @@ class Trainer:
         with on_signals(self.stop):
             while not finished and self.stop_reason is None:
                 for real_u8 in self.batches.epoch(self.epoch, self.step_in_epoch):
+                    # (1) one step: update D on a real and a fake batch, then G
                     real = to_model_range(real_u8).contiguous(memory_format=self.memory_format)
                     z = torch.randn(
                         images_per_step, cfg.latent_dim, device=self.device, generator=self.noise_rng
@@ -307,14 +163,14 @@ class Trainer:
                     self.train_seconds = seconds_before + time.perf_counter() - segment_start
                     done = finished = self._finished()
 
-                    # log: the only host synchronisation. Rows fall on multiples of log_every_steps,
+                    # (2) log: the only host synchronisation. Rows fall on multiples of log_every_steps,
                     # so a stopped and resumed run writes exactly the rows of a straight one
                     if self.step % cfg.log_every_steps == 0 or (done and self.stats_count):
                         now = time.perf_counter()
                         row = self._read_stats(partial=self.step % cfg.log_every_steps != 0)
                         row["img_per_s"] = round(images_per_step * (self.step - last_step) / (now - last_time), 1)
                         last_time, last_step = now, self.step
-                        self._log(row, log, bar)
+                        self._log(row, bar)
                         if collapse.add(row):
                             bar.write(
                                 f"warning: training looks collapsed at step {self.step}: D(x) "
@@ -322,13 +178,9 @@ class Trainer:
                                 f"{row['loss_G']:.1f}; D wins every batch, G gets no useful gradient "
                                 "and the samples are likely one repeated image"
                             )
-                    if self.dist.is_main and (self.step % cfg.sample_every_steps == 0 or done):
-                        self.save_samples(f"step_{self.step:07d}")
-                    if self.evaluation is not None and self.step % cfg.eval_every_steps == 0:
-                        self._evaluate(log)
-                    if self.step % cfg.checkpoint_every_steps == 0 or done:
-                        self._save_checkpoint()
-                    # ranks agree on stopping at log steps, so a signal costs no sync per step
+                    # (3) samples, evaluation, checkpoints on their schedules
+                    self.emit("after_step", done)
+                    # (4) stop: ranks agree on stopping at log steps, so a signal costs no sync per step
                     if self.dist.world_size == 1 or self.step % cfg.log_every_steps == 0:
                         if all_agree(self.stop_reason is not None, self.device) and self.stop_reason is None:
                             self.stop.reason = "another rank was asked to stop"
@@ -340,7 +192,7 @@ class Trainer:
 
         bar.close()
         if self.stop_reason is not None:
-            self._save_checkpoint()  # the partial log interval is in it and continues on resume
+            save_checkpoint(self)  # the partial log interval is in it and continues on resume
         if self.dist.is_main:
             final = self._final_pictures()
             if self.stop_reason is None:
@@ -350,9 +202,13 @@ class Trainer:
                 f"stopped at step {self.step} ({self.stop_reason}); checkpoint saved; samples in "
                 f"{self.run_dir / 'samples'}. Resume with:\n  dcgan train --resume {self.run_dir}"
             )
-        if self.writer is not None:
-            self.writer.close()
+        self.emit("close")
         return self.run_dir
+
+    def _step(self, real: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        lazy_r1 = cfg.r1_gamma and self.step % cfg.r1_every_steps == 0
+        return self.train_step(real, z, r1_weight=cfg.r1_gamma / 2 * cfg.r1_every_steps if lazy_r1 else 0.0)
 
     def _finished(self) -> bool:
         """The step limit is reached, or the time budget is spent (all ranks agree, at log steps)."""
@@ -405,36 +261,103 @@ class Trainer:
         row = {"step": self.step, "epoch": self.epoch, **dict(zip(STAT_NAMES, values))}
         if partial:
             row["partial"] = True
-        for network, key in (("discriminator", "loss_D"), ("generator", "loss_G")):
-            if not math.isfinite(row[key]):
-                raise TrainingDiverged(
-                    f"{key} became {row[key]} by step {self.step} (the {network} diverged); "
-                    f"stopping; the last good checkpoint is in {self.run_dir / 'checkpoints'}"
-                )
+        check_finite_row(row, self)
         return row
 
-    def _log(self, row: dict, log, bar) -> None:
-        if log is None:
+    def _log(self, row: dict, bar) -> None:
+        if self.log is None:
             return
-        log.write(row)
+        self.log.write(row)
         bar.set_postfix_str(
             f"ep {row['epoch']} D {row['loss_D']:.3f} G {row['loss_G']:.3f} D(x) {row['D_x']:.2f} "
             f"D(G(z)) {row['D_G_z_before']:.2f} {row['img_per_s']:.0f} img/s", refresh=False,
         )
         if self.cfg.quiet:
             print0(json.dumps(row))
-        if self.writer is not None:
-            for key in STAT_NAMES + ("img_per_s",):
-                self.writer.add_scalar(key, row[key], self.step)
+        self.emit("on_row", row)
 
-    def _tensorboard(self):
-        if not self.cfg.tensorboard:
-            return None
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict:
+        return {
+            "config": self.cfg.to_dict(),
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.ema.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "scaler_G": self.scaler_G.state_dict(), "scaler_D": self.scaler_D.state_dict(),
+            "step": self.step, "epoch": self.epoch,
+            "images_in_epoch": self.step_in_epoch * self.cfg.batch_size * self.dist.world_size,
+            "stats_sum": self.stats_sum.cpu(), "stats_count": self.stats_count,
+            "fixed_noise": self.fixed_noise, "rng": rng_state(),
+            "noise_rng": self.noise_rng.get_state(), "world_size": self.dist.world_size,
+            "best_fid": self.best_fid, "train_seconds": self.train_seconds,
+        }
+
+    def _restore(self, state: dict) -> None:
         try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
+            self.G.load_state_dict(state["G"])
+            self.D.load_state_dict(state["D"])
+            self.ema.load_state_dict(state["G_ema"])
+            self.opt_G.load_state_dict(state["opt_G"])
+            self.opt_D.load_state_dict(state["opt_D"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            # load_state_dict's first line only names the module; the second names the tensor
+            detail = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
+            raise UserError(f"checkpoint does not fit this configuration: {detail[:300]}") from None
+        if state.get("scaler_G"):
+            self.scaler_G.load_state_dict(state["scaler_G"])
+            self.scaler_D.load_state_dict(state["scaler_D"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        # the position is kept in images so that another number of processes resumes it too
+        self.step_in_epoch = state["images_in_epoch"] // (self.cfg.batch_size * self.dist.world_size)
+        self.fixed_noise = state["fixed_noise"]
+        self.stats_sum = state["stats_sum"].to(self.device)
+        self.stats_count = state["stats_count"]
+        self.best_fid = state.get("best_fid", math.inf)
+        self.train_seconds = state.get("train_seconds", 0.0)
+        set_rng_state(state["rng"])
+        try:
+            self.noise_rng.set_state(state["noise_rng"])
+        except RuntimeError:  # written on another device type (CPU and CUDA generators differ)
+            self.noise_rng.manual_seed(self.cfg.seed * 7919 + 1 + self.step)
+            print0(f"notice: checkpoint's noise stream is for another device; reseeded for {self.device}")
+
+    # ------------------------------------------------------------------ artifacts
+
+    def _prepare_run_dir(self) -> None:
+        if not self.dist.is_main:
+            return
+        try:
+            (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+            metrics = self.run_dir / "metrics.jsonl"
+            if self.continued_from is not None and (self.continued_from / "metrics.jsonl").is_file():
+                shutil.copyfile(self.continued_from / "metrics.jsonl", metrics)  # the steps it continues
+            if self.resumed:
+                from .runlog import truncate_rows
+
+                truncate_rows(metrics, self.step)  # rows the resumed steps write again
+                for stale in (self.run_dir / "checkpoints").glob(".*.tmp"):  # left by a kill mid-write
+                    stale.unlink(missing_ok=True)
+            write_config(self.run_dir, self.cfg, {
+                "device": str(self.device), "precision": self.precision,
+                "world_size": self.dist.world_size, "total_steps": self.total_steps,
+                "steps_per_epoch": self.batches.steps_per_epoch, "num_images": len(self.batches.data),
+                "torch": torch.__version__,
+            })
+        except OSError as e:
+            raise UserError(f"cannot write to run directory {self.run_dir}: {e.strerror or e}") from None
+
+    def save_samples(self, name: str) -> Path:
+        from torchvision.utils import save_image
+
+        G = recalibrated(self.ema.model, seed=self.cfg.seed)
+        with torch.no_grad():
+            images = G(self.fixed_noise.to(self.device)).float().cpu()
+        path = self.run_dir / "samples" / f"{name}.png"
+        with written("a sample grid", path, "the checkpoints written so far are intact"), atomic_path(path) as tmp:
+            save_image(images, tmp, format="png", nrow=int(math.sqrt(len(images))) or 1, normalize=True,
+                       value_range=(-1, 1))
+        self.emit("on_images", images)
+        return path
 
 
 def train(cfg: TrainConfig, *, resume: str | None = None, explicit: set[str] | None = None) -> Path:

@@ -218,10 +218,9 @@ def _exit_on_sigterm(signum, frame):
 
 
 def _run(cfg: QualityConfig, command: str | None, out) -> dict:
-    from ..config import TrainConfig
     from ..data import DataSpec, load
     from ..metrics.evaluate import evaluate
-    from ..metrics.report import EvalOptions, prepare
+    from ..metrics.report import EvalOptions, RealData, prepare
     from ..runtime import choose_device
     from ..sample import generate, load_generator, write
 
@@ -231,7 +230,7 @@ def _run(cfg: QualityConfig, command: str | None, out) -> dict:
     for folder in ("runs", "logs", "samples"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     extractor, real, key = prepare(
-        TrainConfig(data=cfg.data, data_root=cfg.data_root, image_size=28, channels=1),
+        RealData(data=cfg.data, data_root=cfg.data_root, image_size=28, channels=1),
         EvalOptions(num_images=cfg.num_images, extractor="digits", cache_dir=cfg.cache_dir, progress=False),
     )
     env = {**os.environ, **({"OMP_NUM_THREADS": str(cfg.threads)} if cfg.threads else {})}

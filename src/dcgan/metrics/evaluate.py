@@ -31,7 +31,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import InMemoryImages, cache_home
+from ..cache import cache_home
+from ..data import InMemoryImages
 from ..errors import UserError
 from ..fileio import atomic_path, load_weights_only
 from ..runtime import get_dist

@@ -1,0 +1,144 @@
+"""What happens around the training loop, as hooks the trainer calls: sample grids, evaluation,
+checkpoints and TensorBoard.
+
+The loop in ``train.py`` only trains and logs; after every step it calls ``after_step`` on each hook
+in order (samples, then evaluation, then checkpoints, so a checkpoint holds the state after both),
+and it passes every metrics row to ``on_row``. A hook is any object with some of these methods:
+``after_step(trainer, done)``, ``on_row(trainer, row)``, ``on_images(trainer, images)``, ``close(trainer)``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from .ema import recalibrated
+from .errors import UserError
+from .runlog import STAT_NAMES
+from .runtime import all_agree, barrier
+
+
+class TrainingDiverged(UserError):
+    """A loss or a weight became NaN or infinite."""
+
+
+class SampleGrids:
+    """A grid of the fixed noise every ``sample_every_steps`` and at the last step (rank 0)."""
+
+    def after_step(self, trainer, done: bool) -> None:
+        if trainer.dist.is_main and (trainer.step % trainer.cfg.sample_every_steps == 0 or done):
+            trainer.save_samples(f"step_{trainer.step:07d}")
+
+
+class Evaluation:
+    """FID and friends of the EMA generator every ``eval_every_steps``; keeps checkpoints/best.pt.
+
+    Built before the data is loaded, so a missing feature network fails before any real work.
+    """
+
+    def __init__(self, cfg) -> None:
+        from .metrics.report import EvalOptions, prepare
+
+        self.opts = EvalOptions(num_images=cfg.eval_num_images, extractor=cfg.eval_extractor, progress=False)
+        self.extractor, self.real, self.key = prepare(cfg, self.opts)
+
+    def after_step(self, trainer, done: bool) -> None:
+        if trainer.step % trainer.cfg.eval_every_steps != 0:
+            return
+        from .metrics.evaluate import evaluate
+
+        G = recalibrated(trainer.ema.model, seed=trainer.cfg.seed)
+        result = evaluate(G, self.real, self.extractor, num_images=self.opts.num_images, seed=self.opts.seed,
+                          batch_size=self.opts.batch_size, cache_key=self.key, progress=False)
+        if result is None:  # not rank 0
+            return
+        row = {"step": trainer.step, "epoch": trainer.epoch, "fid": result.fid, "kid": result.kid_mean,
+               "is": result.is_mean, "min_class_share": result.min_class_share}
+        trainer.log.write(row)
+        trainer.emit("on_row", row)
+        if result.fid < trainer.best_fid:
+            trainer.best_fid = result.fid
+            write_checkpoint(trainer, trainer.run_dir / "checkpoints" / "best.pt")
+
+
+class Checkpoints:
+    """checkpoints/latest.pt every ``checkpoint_every_steps`` and at the last step; step_N.pt kept on request."""
+
+    def after_step(self, trainer, done: bool) -> None:
+        if trainer.step % trainer.cfg.checkpoint_every_steps == 0 or done:
+            save_checkpoint(trainer)
+
+
+def save_checkpoint(trainer) -> None:
+    """Check the weights, gather the partial statistics, write latest.pt (rank 0), wait for every rank."""
+    _check_finite_weights(trainer)
+    if trainer.dist.world_size > 1:
+        # every rank then holds the mean partial sums, which is what resume restores on each;
+        # the mean over ranks at the next log step is unchanged by this
+        import torch.distributed as dist
+
+        dist.all_reduce(trainer.stats_sum)  # Gloo has no AVG
+        trainer.stats_sum /= trainer.dist.world_size
+    if trainer.dist.is_main:
+        folder = trainer.run_dir / "checkpoints"
+        write_checkpoint(trainer, folder / ckpt.LATEST)
+        if trainer.cfg.keep_every_steps and trainer.step % trainer.cfg.keep_every_steps == 0:
+            write_checkpoint(trainer, folder / f"step_{trainer.step:07d}.pt")
+    barrier()
+
+
+def write_checkpoint(trainer, path: Path) -> None:
+    try:
+        ckpt.save(trainer.state_dict(), path)
+    except OSError as e:
+        raise UserError(
+            f"could not write a checkpoint to {path.parent} ({e.strerror or e}); "
+            "the previous checkpoint is intact"
+        ) from None
+
+
+def _check_finite_weights(trainer) -> None:
+    for name, net in (("generator", trainer.G), ("discriminator", trainer.D)):
+        finite = torch.stack([p.isfinite().all() for p in net.parameters()]).all()
+        if all_agree(not bool(finite), trainer.device):
+            raise TrainingDiverged(
+                f"the {name}'s weights became NaN or infinite by step {trainer.step}; "
+                f"not saving them; the last good checkpoint is in {trainer.run_dir / 'checkpoints'}"
+            )
+
+
+class TensorBoard:
+    """RUN_DIR/tensorboard: the logged statistics, FID and the sample grids (``--tensorboard``, rank 0)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def on_row(self, trainer, row: dict) -> None:
+        keys = ("fid",) if "fid" in row else STAT_NAMES + ("img_per_s",)
+        for key in keys:
+            self.writer.add_scalar(key, row[key], trainer.step)
+
+    def on_images(self, trainer, images: torch.Tensor) -> None:
+        from torchvision.utils import make_grid
+
+        self.writer.add_image("samples", make_grid(images, normalize=True, value_range=(-1, 1)), trainer.step)
+
+    def close(self, trainer) -> None:
+        self.writer.close()
+
+
+def check_finite_row(row: dict, trainer) -> None:
+    """A NaN or infinite loss ends the run with the last good checkpoint named."""
+    for network, key in (("discriminator", "loss_D"), ("generator", "loss_G")):
+        if not math.isfinite(row[key]):
+            raise TrainingDiverged(
+                f"{key} became {row[key]} by step {trainer.step} (the {network} diverged); "
+                f"stopping; the last good checkpoint is in {trainer.run_dir / 'checkpoints'}"
+            )
