@@ -5,6 +5,7 @@ The loop in ``train.py`` only trains and logs; after every step it calls ``after
 in order (samples, then evaluation, then checkpoints, so a checkpoint holds the state after both),
 and it passes every metrics row to ``on_row``. A hook is any object with some of these methods:
 ``after_step(trainer, done)``, ``on_row(trainer, row)``, ``on_images(trainer, images)``, ``close(trainer)``.
+What a checkpoint holds (``checkpoint_state``, ``restore_state``) lives here beside the hook that writes it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from . import checkpoint as ckpt
 from .ema import recalibrated
 from .errors import UserError
 from .runlog import STAT_NAMES
-from .runtime import all_agree, barrier
+from .runtime import all_agree, barrier, print0, rng_state, set_rng_state
 
 
 class TrainingDiverged(UserError):
@@ -88,6 +89,52 @@ def save_checkpoint(trainer) -> None:
         if trainer.cfg.keep_every_steps and trainer.step % trainer.cfg.keep_every_steps == 0:
             write_checkpoint(trainer, folder / f"step_{trainer.step:07d}.pt")
     barrier()
+
+
+def checkpoint_state(trainer) -> dict:
+    """One dict with everything a resumed run needs; what checkpoints/*.pt hold."""
+    return {
+        "config": trainer.cfg.to_dict(),
+        "G": trainer.G.state_dict(), "D": trainer.D.state_dict(), "G_ema": trainer.ema.state_dict(),
+        "opt_G": trainer.opt_G.state_dict(), "opt_D": trainer.opt_D.state_dict(),
+        "scaler_G": trainer.scaler_G.state_dict(), "scaler_D": trainer.scaler_D.state_dict(),
+        "step": trainer.step, "epoch": trainer.epoch,
+        "images_in_epoch": trainer.step_in_epoch * trainer.cfg.batch_size * trainer.dist.world_size,
+        "stats_sum": trainer.stats_sum.cpu(), "stats_count": trainer.stats_count,
+        "fixed_noise": trainer.fixed_noise, "rng": rng_state(),
+        "noise_rng": trainer.noise_rng.get_state(), "world_size": trainer.dist.world_size,
+        "best_fid": trainer.best_fid, "train_seconds": trainer.train_seconds,
+    }
+
+def restore_state(trainer, state: dict) -> None:
+    """Put a checkpoint's state back into a freshly built trainer."""
+    try:
+        trainer.G.load_state_dict(state["G"])
+        trainer.D.load_state_dict(state["D"])
+        trainer.ema.load_state_dict(state["G_ema"])
+        trainer.opt_G.load_state_dict(state["opt_G"])
+        trainer.opt_D.load_state_dict(state["opt_D"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        # load_state_dict's first line only names the module; the second names the tensor
+        detail = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
+        raise UserError(f"checkpoint does not fit this configuration: {detail[:300]}") from None
+    if state.get("scaler_G"):
+        trainer.scaler_G.load_state_dict(state["scaler_G"])
+        trainer.scaler_D.load_state_dict(state["scaler_D"])
+    trainer.step, trainer.epoch = state["step"], state["epoch"]
+    # the position is kept in images so that another number of processes resumes it too
+    trainer.step_in_epoch = state["images_in_epoch"] // (trainer.cfg.batch_size * trainer.dist.world_size)
+    trainer.fixed_noise = state["fixed_noise"]
+    trainer.stats_sum = state["stats_sum"].to(trainer.device)
+    trainer.stats_count = state["stats_count"]
+    trainer.best_fid = state.get("best_fid", math.inf)
+    trainer.train_seconds = state.get("train_seconds", 0.0)
+    set_rng_state(state["rng"])
+    try:
+        trainer.noise_rng.set_state(state["noise_rng"])
+    except RuntimeError:  # written on another device type (CPU and CUDA generators differ)
+        trainer.noise_rng.manual_seed(trainer.cfg.seed * 7919 + 1 + trainer.step)
+        print0(f"notice: checkpoint's noise stream is for another device; reseeded for {trainer.device}")
 
 
 def write_checkpoint(trainer, path: Path) -> None:

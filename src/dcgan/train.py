@@ -25,10 +25,13 @@ from .data import Batches, DataSpec, load, to_model_range
 from .ema import recalibrated
 from .errors import UserError
 from .fileio import atomic_path, written
-from .hooks import Checkpoints, Evaluation, SampleGrids, TensorBoard, TrainingDiverged, check_finite_row, save_checkpoint
+from .hooks import (
+    Checkpoints, Evaluation, SampleGrids, TensorBoard, TrainingDiverged, check_finite_row, checkpoint_state, restore_state,
+    save_checkpoint,
+)
 from .options import Resolved, resolve, write_config
 from .runlog import STAT_NAMES, CollapseDetector, MetricsLog
-from .runtime import all_agree, choose_device, init_distributed, print0, rng_state, seed_everything, set_rng_state
+from .runtime import all_agree, choose_device, init_distributed, print0, seed_everything
 from .signals import StopFlag, on_signals
 from .step import build_training
 
@@ -93,7 +96,7 @@ class Trainer:
         self.stats_sum = torch.zeros(len(STAT_NAMES), device=self.device)
         self.stats_count = 0
         if run.checkpoint is not None:
-            self._restore(run.checkpoint)
+            restore_state(self, run.checkpoint)
             if self.budget_s is not None and self.train_seconds >= self.budget_s:
                 raise UserError(
                     f"{self.run_dir} has used its {cfg.minutes:g}-minute budget "
@@ -127,70 +130,82 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> Path:
-        cfg = self.cfg
-        self._prepare_run_dir()
-        if self.dist.is_main:
-            self.log = MetricsLog(self.run_dir / "metrics.jsonl")
-            if cfg.tensorboard:
-                self.hooks.append(TensorBoard(self.run_dir))
-        from tqdm import tqdm
-
-        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=cfg.quiet or not self.dist.is_main)
-        images_per_step = cfg.batch_size * self.dist.world_size
-        last_time, last_step = time.perf_counter(), self.step
-        segment_start, seconds_before = last_time, self.train_seconds
-        collapse = CollapseDetector()
-        finished = False
-        self.train_step.train()
-
+        """Train until the run's length, its time budget or a stop signal; return the run directory."""
+        self._begin()  # run directory, config.json, the metrics log, TensorBoard, the progress bar
         with on_signals(self.stop):
-            while not finished and self.stop_reason is None:
+            done = False
+            while not done and self.stop_reason is None:
                 for real_u8 in self.batches.epoch(self.epoch, self.step_in_epoch):
-                    # (1) one step: update D on a real and a fake batch, then G
-                    real = to_model_range(real_u8).contiguous(memory_format=self.memory_format)
-                    z = torch.randn(
-                        images_per_step, cfg.latent_dim, device=self.device, generator=self.noise_rng
-                    )[self.dist.rank :: self.dist.world_size]
-                    self._schedule_lr()
-                    stats = self._step(real, z)
-                    self.ema.update(self.G, self.step)
-                    self.stats_sum += stats
-                    self.stats_count += 1
-                    self.step += 1
-                    self.step_in_epoch += 1
-                    bar.update(1)
-                    self.train_seconds = seconds_before + time.perf_counter() - segment_start
-                    done = finished = self._finished()
-
-                    # (2) log: the only host synchronisation. Rows fall on multiples of log_every_steps,
-                    # so a stopped and resumed run writes exactly the rows of a straight one
-                    if self.step % cfg.log_every_steps == 0 or (done and self.stats_count):
-                        now = time.perf_counter()
-                        row = self._read_stats(partial=self.step % cfg.log_every_steps != 0)
-                        row["img_per_s"] = round(images_per_step * (self.step - last_step) / (now - last_time), 1)
-                        last_time, last_step = now, self.step
-                        self._log(row, bar)
-                        if collapse.add(row):
-                            bar.write(
-                                f"warning: training looks collapsed at step {self.step}: D(x) "
-                                f"{row['D_x']:.3f}, D(G(z)) {row['D_G_z_before']:.4f}, loss_G "
-                                f"{row['loss_G']:.1f}; D wins every batch, G gets no useful gradient "
-                                "and the samples are likely one repeated image"
-                            )
-                    # (3) samples, evaluation, checkpoints on their schedules
-                    self.emit("after_step", done)
-                    # (4) stop: ranks agree on stopping at log steps, so a signal costs no sync per step
-                    if self.dist.world_size == 1 or self.step % cfg.log_every_steps == 0:
-                        if all_agree(self.stop_reason is not None, self.device) and self.stop_reason is None:
-                            self.stop.reason = "another rank was asked to stop"
-                    if done or self.stop_reason is not None:
+                    self._train_on(real_u8)  # (1) update D on a real and a fake batch, then G
+                    done = self._finished()
+                    self._log_on_schedule(done)  # (2) a metrics row: the only host synchronisation
+                    self.emit("after_step", done)  # (3) samples, evaluation, checkpoints on their schedules
+                    if self._stop_now(done):  # (4) the length, the budget, or a signal on any rank
                         break
                 else:
                     self.epoch, self.step_in_epoch = self.epoch + 1, 0
-                    finished = self._finished()
+                    done = self._finished()
+        return self._end()
 
-        bar.close()
+    def _begin(self) -> None:
+        from tqdm import tqdm
+
+        self._prepare_run_dir()
+        if self.dist.is_main:
+            self.log = MetricsLog(self.run_dir / "metrics.jsonl")
+            if self.cfg.tensorboard:
+                self.hooks.append(TensorBoard(self.run_dir))
+        self.bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                        disable=self.cfg.quiet or not self.dist.is_main)
+        self.images_per_step = self.cfg.batch_size * self.dist.world_size
+        self.last_log = (time.perf_counter(), self.step)  # for img/s between rows
+        self.segment = (self.last_log[0], self.train_seconds)  # this process's start, and the time before it
+        self.collapse = CollapseDetector()
+        self.train_step.train()
+
+    def _train_on(self, real_u8: torch.Tensor) -> None:
+        real = to_model_range(real_u8).contiguous(memory_format=self.memory_format)
+        z = torch.randn(
+            self.images_per_step, self.cfg.latent_dim, device=self.device, generator=self.noise_rng
+        )[self.dist.rank :: self.dist.world_size]
+        self._schedule_lr()
+        stats = self._step(real, z)
+        self.ema.update(self.G, self.step)
+        self.stats_sum += stats
+        self.stats_count += 1
+        self.step += 1
+        self.step_in_epoch += 1
+        self.bar.update(1)
+        self.train_seconds = self.segment[1] + time.perf_counter() - self.segment[0]
+
+    def _log_on_schedule(self, done: bool) -> None:
+        """Rows fall on multiples of log_every_steps, so a stopped and resumed run writes exactly the
+        rows of a straight one; the end of a run between them writes a partial row."""
+        every = self.cfg.log_every_steps
+        if not (self.step % every == 0 or (done and self.stats_count)):
+            return
+        now = time.perf_counter()
+        row = self._read_stats(partial=self.step % every != 0)
+        row["img_per_s"] = round(self.images_per_step * (self.step - self.last_log[1]) / (now - self.last_log[0]), 1)
+        self.last_log = (now, self.step)
+        self._log(row, self.bar)
+        if self.collapse.add(row):
+            self.bar.write(
+                f"warning: training looks collapsed at step {self.step}: D(x) "
+                f"{row['D_x']:.3f}, D(G(z)) {row['D_G_z_before']:.4f}, loss_G "
+                f"{row['loss_G']:.1f}; D wins every batch, G gets no useful gradient "
+                "and the samples are likely one repeated image"
+            )
+
+    def _stop_now(self, done: bool) -> bool:
+        # ranks agree on stopping at log steps, so a signal costs no sync per step
+        if self.dist.world_size == 1 or self.step % self.cfg.log_every_steps == 0:
+            if all_agree(self.stop_reason is not None, self.device) and self.stop_reason is None:
+                self.stop.reason = "another rank was asked to stop"
+        return done or self.stop_reason is not None
+
+    def _end(self) -> Path:
+        self.bar.close()
         if self.stop_reason is not None:
             save_checkpoint(self)  # the partial log interval is in it and continues on resume
         if self.dist.is_main:
@@ -279,47 +294,8 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict:
-        return {
-            "config": self.cfg.to_dict(),
-            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.ema.state_dict(),
-            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
-            "scaler_G": self.scaler_G.state_dict(), "scaler_D": self.scaler_D.state_dict(),
-            "step": self.step, "epoch": self.epoch,
-            "images_in_epoch": self.step_in_epoch * self.cfg.batch_size * self.dist.world_size,
-            "stats_sum": self.stats_sum.cpu(), "stats_count": self.stats_count,
-            "fixed_noise": self.fixed_noise, "rng": rng_state(),
-            "noise_rng": self.noise_rng.get_state(), "world_size": self.dist.world_size,
-            "best_fid": self.best_fid, "train_seconds": self.train_seconds,
-        }
-
-    def _restore(self, state: dict) -> None:
-        try:
-            self.G.load_state_dict(state["G"])
-            self.D.load_state_dict(state["D"])
-            self.ema.load_state_dict(state["G_ema"])
-            self.opt_G.load_state_dict(state["opt_G"])
-            self.opt_D.load_state_dict(state["opt_D"])
-        except (RuntimeError, KeyError, ValueError) as e:
-            # load_state_dict's first line only names the module; the second names the tensor
-            detail = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
-            raise UserError(f"checkpoint does not fit this configuration: {detail[:300]}") from None
-        if state.get("scaler_G"):
-            self.scaler_G.load_state_dict(state["scaler_G"])
-            self.scaler_D.load_state_dict(state["scaler_D"])
-        self.step, self.epoch = state["step"], state["epoch"]
-        # the position is kept in images so that another number of processes resumes it too
-        self.step_in_epoch = state["images_in_epoch"] // (self.cfg.batch_size * self.dist.world_size)
-        self.fixed_noise = state["fixed_noise"]
-        self.stats_sum = state["stats_sum"].to(self.device)
-        self.stats_count = state["stats_count"]
-        self.best_fid = state.get("best_fid", math.inf)
-        self.train_seconds = state.get("train_seconds", 0.0)
-        set_rng_state(state["rng"])
-        try:
-            self.noise_rng.set_state(state["noise_rng"])
-        except RuntimeError:  # written on another device type (CPU and CUDA generators differ)
-            self.noise_rng.manual_seed(self.cfg.seed * 7919 + 1 + self.step)
-            print0(f"notice: checkpoint's noise stream is for another device; reseeded for {self.device}")
+        """Everything a resumed run needs (hooks.checkpoint_state)."""
+        return checkpoint_state(self)
 
     # ------------------------------------------------------------------ artifacts
 
