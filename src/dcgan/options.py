@@ -81,6 +81,7 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
 
 def validate(cfg: TrainConfig) -> None:
     """Fail on bad values and combinations before any work starts."""
+    from .metrics.evaluate import check_fid_images
     from .models import SUPPORTED_CHANNELS, SUPPORTED_IMAGE_SIZES
 
     if cfg.recipe not in RECIPES:
@@ -122,8 +123,7 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError("--epochs and --steps must be at least 1")
     if cfg.max_images is not None and cfg.max_images < 1:
         raise UserError(f"--max-images must be at least 1, got {cfg.max_images}")
-    if cfg.eval_num_images < 2:
-        raise UserError(f"--eval-num-images must be at least 2 for FID, got {cfg.eval_num_images}")
+    check_fid_images(cfg.eval_num_images, "--eval-num-images")
     if cfg.compile_mode not in COMPILE_MODES:
         raise UserError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {cfg.compile_mode!r}")
     for name in ("keep_every_steps", "eval_every_steps", "num_workers", "lr_warmup_steps"):

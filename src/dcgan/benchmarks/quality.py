@@ -45,6 +45,7 @@ from .. import checkpoint as ckpt
 from .baselines import BASELINES, collapse_warning
 from ..errors import UserError
 from ..fileio import check_new_folder, write_text_atomic
+from ..metrics.evaluate import check_fid_images
 from ..runlog import CollapseDetector
 from ..signals import on_signals
 
@@ -111,8 +112,7 @@ def validate(cfg: QualityConfig) -> None:
     unknown = [r for r in cfg.recipes if r not in RECIPES]
     if unknown or not cfg.recipes or len(set(cfg.recipes)) != len(cfg.recipes):
         raise UserError(f"--recipes: choose among {', '.join(RECIPES)}, each once (got {','.join(cfg.recipes)})")
-    if cfg.num_images < 2:
-        raise UserError(f"--num-images must be at least 2 for FID, got {cfg.num_images}")
+    check_fid_images(cfg.num_images)
     largest_batch = max(TrainConfig.for_recipe(r).batch_size if r in TRAINER_RECIPES else BASELINES[r].batch_size
                         for r in cfg.recipes)
     if cfg.max_images is not None and cfg.max_images < largest_batch:

@@ -250,6 +250,12 @@ def _gather_to_rank0(parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor | Non
     return features, logits
 
 
+def check_fid_images(num_images: int, flag: str = "--num-images") -> None:
+    """FID needs a covariance: at least 2 generated images (the one rule for every command)."""
+    if num_images < 2:
+        raise UserError(f"{flag} must be at least 2 for FID, got {num_images}")
+
+
 def evaluate(
     generator: nn.Module, real_images_u8: RealImages | Callable[[], RealImages], extractor: nn.Module, *,
     num_images: int = 10_000, seed: int = 0, batch_size: int = 250, cache_key: dict | None = None,
@@ -262,8 +268,7 @@ def evaluate(
     eval mode with recalibrated batch norm); the extractor runs on its device.
     With ``cache_key`` the real features are cached (see ``real_features``).
     """
-    if num_images < 2:
-        raise UserError(f"--num-images must be at least 2 for FID, got {num_images}")
+    check_fid_images(num_images)
     start = time.perf_counter()
     device = next(generator.parameters()).device
     extractor = extractor.to(device).eval()

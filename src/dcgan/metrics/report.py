@@ -15,7 +15,7 @@ import torch
 from .. import checkpoint as ckpt
 from ..data import DataSpec, load
 from ..errors import UserError
-from .evaluate import EvalResult, evaluate
+from .evaluate import EvalResult, check_fid_images, evaluate
 
 EXTRACTORS = ("digits", "inception")
 
@@ -86,8 +86,7 @@ def evaluate_checkpoint(path: str | os.PathLike, opts: EvalOptions, device: torc
     """Evaluate the generator of a checkpoint or run directory; returns the result and what was compared."""
     from ..sample import load_generator
 
-    if opts.num_images < 2:
-        raise UserError(f"--num-images must be at least 2 for FID, got {opts.num_images}")
+    check_fid_images(opts.num_images)
     if opts.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {opts.batch_size}")
     path = ckpt.resolve(path)
