@@ -21,7 +21,7 @@ from dcgan.data import DataSpec, load
 from dcgan.ema import recalibrated
 from dcgan.metrics.evaluate import evaluate
 from dcgan.metrics.evaluator import digit_extractor
-from dcgan.train import build_models
+from dcgan.step import build_models
 
 
 def main(checkpoint: str, root: str = "../shared/data/mnist") -> None:

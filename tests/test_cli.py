@@ -303,6 +303,7 @@ def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_python_dash_m(tmp_path):
     shown = run_module("--help", cwd=tmp_path)
     assert shown.returncode == 0 and shown.stderr == ""

@@ -352,7 +352,7 @@ def test_what_dataloader_workers_receive_pickles(image_folder):
     """Workers started with spawn (macOS, Windows) pickle the dataset and the collate function."""
     import pickle
 
-    from dcgan.data import _as_list, _Decode
+    from dcgan.data.sources import _as_list, _Decode
 
     folder = ImageFolder(str(image_folder), channels=3, image_size=32)
     dataset, collate = pickle.loads(pickle.dumps((_Decode(folder), _as_list)))
@@ -360,6 +360,7 @@ def test_what_dataloader_workers_receive_pickles(image_folder):
     assert sum(isinstance(x, torch.Tensor) for x in items) == 4 and items[1].endswith("corrupt.png")
 
 
+@pytest.mark.slow
 def test_decoding_works_in_spawned_workers(image_folder, monkeypatch):
     import torch.utils.data as tud
 
@@ -369,7 +370,7 @@ def test_decoding_works_in_spawned_workers(image_folder, monkeypatch):
         kwargs.update(num_workers=1, multiprocessing_context="spawn")
         return real_loader(*args, **kwargs)
 
-    monkeypatch.setattr("dcgan.data.DataLoader", spawned)
+    monkeypatch.setattr("dcgan.data.sources.DataLoader", spawned)
     data = decode_all(ImageFolder(str(image_folder), channels=3, image_size=32), progress=False)
     assert data.images.shape == (4, 3, 32, 32)
 

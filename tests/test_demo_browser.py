@@ -22,7 +22,7 @@ from dcgan.cli import main
 from dcgan.data import to_uint8
 from dcgan.latent import seed_noise, walk
 
-pytestmark = pytest.mark.skipif(page.missing() is not None, reason=str(page.missing()))
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(page.missing() is not None, reason=str(page.missing()))]
 
 
 def pixels(image: torch.Tensor) -> np.ndarray:

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from dcgan.config import TrainConfig
 from dcgan.train import Trainer
 
-pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")]
 
 
 def _free_port() -> int:

@@ -95,7 +95,7 @@ torch.set_num_threads(1)  # the same kernels in every process: runs compare bit 
 from dcgan.cli import main
 mode, arg = sys.argv[1].partition(":")[::2]
 if mode == "slow":  # slow steps so that a signal lands mid-run
-    import dcgan.train as t
+    import dcgan.step as t
     step = t.train_step
     def slow(*a, **k):
         time.sleep(0.02)
@@ -141,6 +141,7 @@ def _wait_for_checkpoint(path: Path, proc: subprocess.Popen, timeout_s: float = 
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_checkpoints_and_exits_cleanly(tmp_path, sig, code):
     run = tmp_path / "run"
@@ -162,6 +163,7 @@ def test_signal_checkpoints_and_exits_cleanly(tmp_path, sig, code):
     assert trainer.step == state["step"]
 
 
+@pytest.mark.slow
 def test_second_sigint_aborts_at_once(tmp_path):
     run = tmp_path / "run"
     proc = _spawn(tmp_path, "slow-save", "train", "--steps", "100000", "--run-dir", str(run), *TINY)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
-from .fileio import atomic_path
+from .fileio import atomic_path, load_weights_only
 
 FORMAT = "dcgan-checkpoint"
 VERSION = 1
@@ -45,11 +45,7 @@ def resolve(path: str | os.PathLike) -> Path:
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load and validate a checkpoint; a corrupt, truncated or foreign file is a UserError."""
     path = resolve(path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch.load's errors for a foreign or broken file vary by format and version
-        first = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path} is not a readable checkpoint (corrupt or truncated?): {first[:200]}") from None
+    state = load_weights_only(path, "checkpoint (corrupt or truncated?)", map_location=map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path} is not a dcgan checkpoint")
     if state.get("version") != VERSION:

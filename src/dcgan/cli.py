@@ -114,7 +114,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _add_bench(sub) -> None:
-    from .bench import BenchConfig
+    from .benchmarks.speed import BenchConfig
 
     d, unset = BenchConfig(), argparse.SUPPRESS  # unset: BenchConfig (or --quick) decides
     p = sub.add_parser(
@@ -198,7 +198,7 @@ def _add_evaluator(sub) -> None:
 
 
 def _add_quality(sub) -> None:
-    from .quality import RECIPES, QualityConfig
+    from .benchmarks.quality import RECIPES, QualityConfig
 
     d, unset = QualityConfig(), argparse.SUPPRESS  # unset: QualityConfig (or --quick) decides
     p = sub.add_parser(
@@ -364,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> int:
     import signal
 
+    from .options import resolve
     from .runtime import finish_distributed
     from .train import Trainer
 
@@ -373,7 +374,7 @@ def _train(args: argparse.Namespace) -> int:
     if "recipe" in given and args.resume:
         raise UserError("--recipe starts a new run; a resumed run keeps its checkpoint's recipe")
     cfg = TrainConfig.for_recipe(given.pop("recipe", "default"), **given)
-    trainer = Trainer(cfg, resume=args.resume, explicit=set(given))
+    trainer = Trainer(resolve(cfg, resume=args.resume, given=set(given)))
     trainer.run()
     finish_distributed()
     if trainer.stop_reason in ("SIGINT", "SIGTERM"):
@@ -408,7 +409,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import BenchConfig, run
+    from .benchmarks.speed import BenchConfig, run
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(BenchConfig) if hasattr(args, f.name)}
     run(BenchConfig.quick(**given) if args.quick else BenchConfig(**given))
@@ -464,7 +465,7 @@ def _evaluator(args: argparse.Namespace) -> int:
 
 
 def _quality(args: argparse.Namespace) -> int:
-    from .quality import QualityConfig, command_line, run
+    from .benchmarks.quality import QualityConfig, command_line, run
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(QualityConfig) if hasattr(args, f.name)}
     if hasattr(args, "budget_min"):

@@ -25,7 +25,7 @@ def default_d_width(image_size: int) -> int:
     return 16 if image_size == 28 else 64
 
 
-@dataclass
+@dataclass(frozen=True)  # a run's config is decided once (options.resolve) and never changed
 class TrainConfig:
     # data
     data: str = DEFAULT_DATASET  # mnist-5k ships with the package: real digits, no network

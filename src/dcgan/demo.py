@@ -18,7 +18,6 @@ import random
 import signal
 import socket
 import tempfile
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from .data import to_uint8
 from .errors import UserError
 from .fileio import atomic_path
 from .latent import parse_seeds, seed_noise, walk
+from .signals import on_signals
 from .models import Generator
 
 NUM_DIRECTIONS = 5
@@ -393,20 +393,17 @@ def serve(
     info = (f"`{Path(run).resolve().name}`: {config['image_size']}×{config['image_size']}, "
             f"{config['channels']} channel(s), z of {config['latent_dim']}, "
             f"{'EMA' if ema else 'raw'} generator, on {device.type}")
-    # SIGTERM ends the server like Ctrl-C, so the temporary files are removed either way.
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt) if main_thread else None
     previous_cache = os.environ.get("GRADIO_TEMP_DIR")
+    # SIGTERM ends the server like Ctrl-C, so the temporary files are removed either way.
     try:
-        with tempfile.TemporaryDirectory(prefix="dcgan-demo-") as files_dir:
+        with on_signals(_raise_keyboard_interrupt, (signal.SIGTERM,)), \
+                tempfile.TemporaryDirectory(prefix="dcgan-demo-") as files_dir:
             # Gradio's copies of the served images go there too, so a stopped server leaves nothing behind.
             os.environ["GRADIO_TEMP_DIR"] = str(Path(files_dir) / "gradio")
             demo = build_demo(G, directions=latent_directions(G), files_dir=Path(files_dir) / "downloads",
                               num_classes=num_classes, title="dcgan demo", info=info)
             _launch(demo, host, port)
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous_handler)
         if previous_cache is None:
             os.environ.pop("GRADIO_TEMP_DIR", None)
         else:

@@ -110,3 +110,18 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Replace ``path`` with ``text`` in one step: readers see the old file or the new one."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def load_weights_only(path: str | os.PathLike, what: str, *, map_location="cpu"):
+    """``torch.load(weights_only=True)``: a file cannot run code; any failure is one line naming ``what``.
+
+    torch.load's errors for a foreign, truncated or corrupt file vary by format and version, so every
+    exception becomes the same one-line UserError with the first sentence of the reason.
+    """
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path} is not a readable {what}: {first[:200]}") from None

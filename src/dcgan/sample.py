@@ -17,6 +17,7 @@ from .ema import recalibrated
 from .errors import UserError
 from .fileio import atomic_path, check_new_folder, check_output_file, written
 from .models import Generator
+from .step import build_generator
 
 FORMATS = ("grid", "folder", "npz")
 
@@ -28,7 +29,7 @@ def load_generator(path: str | Path, device: torch.device, *, ema: bool = True) 
     """
     state = ckpt.load(path, map_location="cpu")
     cfg = TrainConfig.from_dict(state["config"])
-    G = Generator(latent_dim=cfg.latent_dim, channels=cfg.channels, image_size=cfg.image_size, width=cfg.g_width)
+    G = build_generator(cfg)
     weights = state.get("G_ema") if ema and state.get("G_ema") is not None else state["G"]
     try:
         G.load_state_dict(weights)

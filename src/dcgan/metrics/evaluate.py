@@ -20,11 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import sys
 import time
 import warnings
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Union
@@ -33,9 +31,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import InMemoryImages, cache_home
+from ..cache import cache_home
+from ..data import InMemoryImages
 from ..errors import UserError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, load_weights_only
 from ..runtime import get_dist
 from ..sample import generated_batches
 
@@ -164,8 +163,8 @@ def _read_cache(path: Path, key: dict, num_features: int) -> torch.Tensor | None
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError):
+        state = load_weights_only(path, "statistics cache")
+    except UserError:  # a broken cache is recomputed, not an error
         state = None
     valid = (
         isinstance(state, dict) and state.get("key") == key and isinstance(state.get("features"), torch.Tensor)
@@ -253,6 +252,12 @@ def _gather_to_rank0(parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor | Non
     return features, logits
 
 
+def check_fid_images(num_images: int, flag: str = "--num-images") -> None:
+    """FID needs a covariance: at least 2 generated images (the one rule for every command)."""
+    if num_images < 2:
+        raise UserError(f"{flag} must be at least 2 for FID, got {num_images}")
+
+
 def evaluate(
     generator: nn.Module, real_images_u8: RealImages | Callable[[], RealImages], extractor: nn.Module, *,
     num_images: int = 10_000, seed: int = 0, batch_size: int = 250, cache_key: dict | None = None,
@@ -266,8 +271,7 @@ def evaluate(
     With ``cache_key`` the real features are cached (see ``real_features``).
     ``precision_recall_k`` adds k-NN precision and recall (``precision_recall.py``).
     """
-    if num_images < 2:
-        raise UserError(f"--num-images must be at least 2 for FID, got {num_images}")
+    check_fid_images(num_images)
     start = time.perf_counter()
     device = next(generator.parameters()).device
     extractor = extractor.to(device).eval()

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import time
-import zipfile
 from pathlib import Path
 
 import torch
@@ -27,7 +25,7 @@ from torch import nn
 
 from ..data import InMemoryImages, resize_uint8, to_model_range
 from ..errors import UserError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, load_weights_only
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "mnist_evaluator.pt"
 FORMAT = "dcgan-evaluator"
@@ -115,10 +113,7 @@ def load_evaluator(path: str | os.PathLike | None = None) -> tuple[DigitClassifi
     path = Path(path) if path is not None else SHIPPED_WEIGHTS
     if not path.is_file():
         raise UserError(f"evaluator weights not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise UserError(f"{path} is not a readable evaluator file: {str(e).strip().splitlines()[0][:200]}") from None
+    state = load_weights_only(path, "evaluator file")
     if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("version") != VERSION:
         raise UserError(f"{path} is not a dcgan evaluator file (make one with: dcgan evaluator train)")
     model = DigitClassifier(**state["config"])

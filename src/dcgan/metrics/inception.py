@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..fileio import load_weights_only
 
 WEIGHTS_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
@@ -94,10 +93,7 @@ def inception_extractor(
             f"{where}; download {WEIGHTS_URL} to {cached_weights_path()} or pass --inception-weights PATH, "
             "or use --extractor digits, which works offline"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise UserError(f"{path} is not a readable weights file: {str(e).strip().splitlines()[0][:200]}") from None
+    state = load_weights_only(path, "weights file")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path} is not a state dict of the FID Inception network")
     try:

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from .. import checkpoint as ckpt
-from ..config import TrainConfig
 from ..data import DataSpec, load
 from ..errors import UserError
-from .evaluate import EvalResult, evaluate
+from .evaluate import EvalResult, check_fid_images, evaluate
 
 EXTRACTORS = ("digits", "inception")
 
@@ -56,11 +55,24 @@ def _extractor(opts: EvalOptions, channels: int):
     return inception_extractor(opts.inception_weights)
 
 
-def prepare(cfg: TrainConfig, opts: EvalOptions):
-    """The extractor, a loader of the real images and their cache key, for a training config.
+@dataclass(frozen=True)
+class RealData:
+    """The real images a generator is compared with. A TrainConfig has these fields too."""
 
+    data: str
+    data_root: str | None
+    image_size: int
+    channels: int
+
+
+def prepare(real: RealData, opts: EvalOptions):
+    """The extractor, a loader of the real images and their cache key.
+
+    ``real`` names the dataset and the size the generator makes (a ``RealData``, or a training
+    config, which has the same fields); ``opts.data`` and ``opts.data_root`` override its dataset.
     The extractor is built first: a missing network fails before any real work.
     """
+    cfg = real
     extractor = _extractor(opts, cfg.channels)
     name = opts.data or cfg.data
     root = opts.data_root if opts.data_root is not None or name != cfg.data else cfg.data_root
@@ -75,13 +87,13 @@ def evaluate_checkpoint(path: str | os.PathLike, opts: EvalOptions, device: torc
     """Evaluate the generator of a checkpoint or run directory; returns the result and what was compared."""
     from ..sample import load_generator
 
-    if opts.num_images < 2:
-        raise UserError(f"--num-images must be at least 2 for FID, got {opts.num_images}")
+    check_fid_images(opts.num_images)
     if opts.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {opts.batch_size}")
     path = ckpt.resolve(path)
     state = ckpt.load(path)
-    cfg = TrainConfig.from_dict(state["config"])
+    saved = state["config"]
+    cfg = RealData(saved["data"], saved.get("data_root"), saved["image_size"], saved["channels"])
     extractor, real, key = prepare(cfg, opts)
     name = opts.data or cfg.data
 

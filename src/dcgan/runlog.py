@@ -1,11 +1,19 @@
-"""metrics.jsonl and the loss-curve PNG drawn from it."""
+"""The run log: metrics.jsonl rows, partial rows on resume, the collapse rule, and the loss plot.
+
+A row holds the mean statistics (``STAT_NAMES``) of the steps since the previous row. The trainer,
+the classic baselines and ``dcgan quality`` all read and write rows through this module.
+"""
 
 from __future__ import annotations
 
 import json
+from collections import deque
 from pathlib import Path
 
 from .fileio import atomic_path, write_text_atomic, written
+
+
+STAT_NAMES = ("loss_D", "loss_G", "D_x", "D_G_z_before", "D_G_z_after")
 
 
 class MetricsLog:
@@ -42,6 +50,38 @@ def truncate_rows(path: Path, step: int) -> None:
     kept = [r for r in rows if not r.get("partial") and r.get("step", 0) <= step]
     if len(kept) != len(rows):
         write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def looks_collapsed(row: dict) -> bool:
+    """D perfectly separates real from fake: the failure mode of the classic recipe."""
+    return row["D_x"] > 0.99 and row["D_G_z_before"] < 0.01 and row["loss_G"] > 5.0
+
+
+class CollapseDetector:
+    """Watches logged rows; collapsed while the last ``stretch_rows`` rows all show D winning every
+    batch (``looks_collapsed``). The trainer warns on it; ``dcgan quality`` records it."""
+
+    def __init__(self, *, stretch_rows: int = 3) -> None:
+        self.recent: deque[dict] = deque(maxlen=stretch_rows)
+        self.first_step: int | None = None  # where a collapsed stretch was first complete
+
+    def add(self, row: dict) -> bool:
+        """Take one row; True when this row completes a collapsed stretch (after rows that were not)."""
+        was_collapsed = self.collapsed
+        self.recent.append(row)
+        if self.collapsed and not was_collapsed:
+            if self.first_step is None:
+                self.first_step = row.get("step")
+            return True
+        return False
+
+    @property
+    def collapsed(self) -> bool:
+        return len(self.recent) == self.recent.maxlen and all(looks_collapsed(r) for r in self.recent)
+
+    @property
+    def last(self) -> dict | None:
+        return self.recent[-1] if self.recent else None
 
 
 def plot_losses(metrics_path: Path, out_path: Path) -> Path | None:

@@ -26,7 +26,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .models import Discriminator, Generator
+from ..models import Discriminator, Generator
 
 
 class ClassicDiscriminator(nn.Module):

@@ -7,7 +7,7 @@
   ToTensor + Normalize((0.5,), (0.5,)) per sample, batch 128, the project's
   28x28 networks with a Sigmoid on D, no EMA, no tricks.
 
-``dcgan quality`` runs ``python -m dcgan.baselines SPEC_JSON`` in a subprocess
+``dcgan quality`` runs ``python -m dcgan.benchmarks.baselines SPEC_JSON`` in a subprocess
 per recipe and seed. Also here: the collapse rule both the benchmark and the
 baselines report with (the trainer's own).
 """
@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import signal
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +25,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from . import checkpoint as ckpt
-from .errors import UserError
+from .. import checkpoint as ckpt
+from ..errors import UserError
+from ..fileio import write_text_atomic
+from ..runlog import CollapseDetector
 
 LATENT_DIM = 100
 
@@ -52,37 +52,6 @@ class Baseline:
 
 
 BASELINES = {"classic": Baseline(image_size=64, batch_size=64), "newcomer": Baseline(image_size=28, batch_size=128)}
-
-
-# --------------------------------------------------------------------------- collapse
-
-
-class CollapseDetector:
-    """Watches logged windows of statistics (metrics.jsonl rows); collapsed while the last
-    ``stretch_rows`` rows all show D winning every batch (the trainer's warning rule)."""
-
-    def __init__(self, *, stretch_rows: int = 3) -> None:
-        self.recent: deque[dict] = deque(maxlen=stretch_rows)
-        self.first_step: int | None = None  # where a collapsed stretch was first complete
-
-    def add(self, row: dict) -> bool:
-        """Take one row; True when this row completes the first collapsed stretch."""
-        was_collapsed = self.first_step is not None
-        self.recent.append(row)
-        if self.collapsed and not was_collapsed:
-            self.first_step = row.get("step")
-            return True
-        return False
-
-    @property
-    def collapsed(self) -> bool:
-        from .train import _looks_collapsed  # one rule for the trainer's warning and this benchmark
-
-        return len(self.recent) == self.recent.maxlen and all(_looks_collapsed(r) for r in self.recent)
-
-    @property
-    def last(self) -> dict | None:
-        return self.recent[-1] if self.recent else None
 
 
 def collapse_warning(recipe: str, seed: int, row: dict) -> str:
@@ -109,18 +78,6 @@ class PILDigits(Dataset):
         return self.transform(Image.fromarray(self.images[index])), 0  # 2-D uint8: mode "L"
 
 
-class _StopFlag:
-    """SIGTERM and SIGINT ask the loop to stop after its step."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        for s in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(s, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.reason = signal.Signals(signum).name
-
-
 def train_baseline(spec: dict) -> Path:
     """Train a classic-loop recipe until SIGTERM; return its generator file.
 
@@ -128,14 +85,20 @@ def train_baseline(spec: dict) -> Path:
     (the trainer's row format) and generator.pt, a dcgan checkpoint with the
     generator only, which ``dcgan sample`` and ``dcgan eval`` read.
     """
-    from .classic import classic_batches, classic_loader, classic_models, classic_optimizers, classic_step
-    from .config import TrainConfig
-    from .data import DataSpec, load
-    from .plots import MetricsLog
-    from .runtime import choose_device
-    from .train import STAT_NAMES
+    from ..signals import StopFlag, on_signals
 
-    stop = _StopFlag()
+    stop = StopFlag()
+    with on_signals(stop):
+        return _train_baseline(spec, stop)
+
+
+def _train_baseline(spec: dict, stop) -> Path:
+    from .classic import classic_batches, classic_loader, classic_models, classic_optimizers, classic_step
+    from ..config import TrainConfig
+    from ..data import DataSpec, load
+    from ..runlog import STAT_NAMES, MetricsLog
+    from ..runtime import choose_device
+
     recipe = BASELINES[spec["recipe"]]
     run_dir = Path(spec["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -156,7 +119,7 @@ def train_baseline(spec: dict) -> Path:
         batch_size=recipe.batch_size, ema_decay=0.0, seed=spec["seed"], device=spec["device"],
         run_dir=str(run_dir), log_every_steps=spec["log_every_steps"], extra={"recipe": spec["recipe"]},
     )
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")  # the clock starts
+    write_text_atomic(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")  # the clock starts
 
     log, detector = MetricsLog(run_dir / "metrics.jsonl"), CollapseDetector()
     sums, count, step, images_seen = [0.0] * len(STAT_NAMES), 0, 0, 0
@@ -176,7 +139,7 @@ def train_baseline(spec: dict) -> Path:
     seconds = time.perf_counter() - start
     del batches  # shuts the loader's workers down before the save
 
-    cfg.steps, cfg.epochs = step, None
+    cfg = dataclasses.replace(cfg, steps=step, epochs=None)
     path = run_dir / "generator.pt"
     ckpt.save({"config": cfg.to_dict(), "G": G.state_dict(), "G_ema": None, "step": step,
                "images_seen": images_seen, "train_seconds": seconds, "stop_reason": stop.reason}, path)

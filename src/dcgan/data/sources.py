@@ -1,16 +1,7 @@
-"""Datasets and batching.
+"""Where images come from: MNIST IDX files, the built-in digits, torchvision datasets, image folders.
 
-Every dataset ends up as uint8 images [C, H, W] at the configured size and
-channel count; scaling to [-1, 1] happens on the training device
-(``to_model_range``), so the in-memory and streaming paths feed the model the
-same numbers.
-
-Datasets that fit in memory are decoded once into one uint8 tensor and batched
-by index (``InMemoryImages``): no per-sample PIL work in every epoch. Larger
-ones (LSUN, big folders) stream through a torchvision dataset and a DataLoader.
-
-The data order is a pure function of (seed, epoch): resuming, or changing the
-number of distributed ranks, replays exactly the same order.
+Each source yields uint8 images [C, H, W] at the configured size and channels; ``decode_all``
+turns a file source into one in-memory tensor (``InMemoryImages``).
 """
 
 from __future__ import annotations
@@ -18,43 +9,20 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import UserError
+from ..cache import cache_home
+from ..errors import UserError
+from .spec import DATASETS, DataSpec
+from .transforms import pil_transform, resize_uint8
 
-DATASETS = ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "celeba", "lsun", "folder", "fake")
-DEFAULT_DATASET = "mnist-5k"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 # decode into memory when the uint8 tensor stays below this (MNIST is 47 MB, CelebA at 64x64 2.5 GB)
 IN_MEMORY_MAX_BYTES = 4 * 2**30
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    name: str = DEFAULT_DATASET
-    root: str | None = None  # where the files are; None: the package's or torchvision's default
-    split: str = "train"  # "train" or "test" where a dataset has both
-    channels: int = 1
-    image_size: int = 28
-    download: bool = False  # torchvision datasets download only when asked (--download)
-    in_memory: bool | None = None  # None: decide by size (IN_MEMORY_MAX_BYTES)
-    max_images: int | None = None  # use only the first N images (quick experiments, tests)
-
-
-def to_model_range(images_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1]."""
-    return images_u8.float().div_(127.5).sub_(1.0)
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255] (rounded), the inverse of ``to_model_range``."""
-    return images.detach().float().add(1.0).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
 # --------------------------------------------------------------------------- sources
@@ -112,11 +80,6 @@ def _mnist_5k() -> tuple[torch.Tensor, torch.Tensor]:
     table = np.fromstring(text, dtype=np.uint8, sep=",").reshape(-1, 785)
     images = torch.from_numpy(table[:, :784].reshape(-1, 1, 28, 28).copy())
     return images, torch.from_numpy(table[:, 784].astype(np.int64))
-
-
-def cache_home() -> Path:
-    """Where dcgan keeps downloads and cached statistics: $DCGAN_CACHE_DIR, else ~/.cache/dcgan."""
-    return Path(os.environ.get("DCGAN_CACHE_DIR") or Path.home() / ".cache" / "dcgan")
 
 
 def _default_root() -> str:
@@ -192,50 +155,6 @@ class ImageFolder(Dataset):
         raise UserError(f"no readable images in {self.files[0].parent}")
 
 
-class pil_transform:
-    """PIL image -> uint8 [C, S, S]: convert mode, resize the short side, centre-crop.
-
-    A class rather than a Compose of lambdas so that DataLoader workers can pickle it.
-    """
-
-    def __init__(self, channels: int, image_size: int) -> None:
-        from torchvision.transforms import v2
-
-        self.mode = "L" if channels == 1 else "RGB"
-        self.resize = v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)])
-
-    def __call__(self, img) -> torch.Tensor:
-        from torchvision.transforms.v2 import functional as F
-
-        img = self.resize(img.convert(self.mode))
-        return F.pil_to_tensor(img)
-
-
-def _luma(rgb: torch.Tensor) -> torch.Tensor:
-    """RGB uint8 [N, 3, H, W] -> grayscale [N, 1, H, W], bit-exact with Pillow's ``convert("L")``.
-
-    Pillow's integer ITU-R 601 weights sum to exactly 1 and round, so grey stays grey;
-    torchvision's ``rgb_to_grayscale`` truncates weights summing to 0.9999 (255 -> 254).
-    """
-    r, g, b = rgb.int().unbind(1)
-    return ((r * 19595 + g * 38470 + b * 7471 + 32768) >> 16).to(torch.uint8)[:, None]
-
-
-def resize_uint8(images: torch.Tensor, channels: int, image_size: int) -> torch.Tensor:
-    """Match channels, resize the short side and centre-crop a uint8 batch [N, C, H, W]."""
-    from torchvision.transforms.v2 import functional as F
-
-    if images.shape[1] != channels:
-        images = images.expand(-1, 3, -1, -1) if channels == 3 else _luma(images)
-    if images.shape[-2:] != (image_size, image_size):
-        out = []
-        for chunk in images.split(4096):  # bounded memory for the float intermediates
-            chunk = F.resize(chunk, image_size, antialias=True)
-            out.append(F.center_crop(chunk, image_size))
-        images = torch.cat(out)
-    return images.contiguous()
-
-
 # --------------------------------------------------------------------------- the images
 
 
@@ -292,7 +211,11 @@ def load(spec: DataSpec, *, progress: bool = True) -> InMemoryImages | Dataset:
         dataset = torch.utils.data.Subset(dataset, range(min(spec.max_images, len(dataset))))
     nbytes = len(dataset) * spec.channels * spec.image_size**2
     in_memory = spec.in_memory if spec.in_memory is not None else nbytes <= IN_MEMORY_MAX_BYTES
-    return decode_all(dataset, progress=progress) if in_memory else dataset
+    if not in_memory:
+        return dataset
+    from .decoded import decode_cached
+
+    return decode_cached(dataset, spec, progress=progress)
 
 
 def _file_dataset(spec: DataSpec) -> Dataset:
@@ -305,11 +228,11 @@ def _file_dataset(spec: DataSpec) -> Dataset:
     transform = pil_transform(spec.channels, spec.image_size)
     if spec.name == "fake":
         shape = (3, spec.image_size, spec.image_size)
-        return _Unlabelled(torchvision.datasets.FakeData(
+        return Unlabelled(torchvision.datasets.FakeData(
             size=spec.max_images or 1000, image_size=shape, transform=transform, random_offset=0
         ))
     if spec.name == "celeba":
-        return _Unlabelled(_torchvision(
+        return Unlabelled(_torchvision(
             torchvision.datasets.CelebA, spec, split="train" if spec.split == "train" else "test",
             transform=transform,
         ))
@@ -325,7 +248,7 @@ def _file_dataset(spec: DataSpec) -> Dataset:
             f"lsun: cannot open the lmdb data under {spec.root} ({e}); download it with "
             "https://github.com/fyu/lsun and install the lmdb package"
         ) from None
-    return _Unlabelled(ds)
+    return Unlabelled(ds)
 
 
 class _TensorImages(Dataset):
@@ -341,7 +264,7 @@ class _TensorImages(Dataset):
         return self.images[index]
 
 
-class _Unlabelled(Dataset):
+class Unlabelled(Dataset):
     """Drop the label from (image, label) datasets."""
 
     def __init__(self, dataset: Dataset) -> None:
@@ -364,11 +287,14 @@ def decode_all(dataset: Dataset, *, progress: bool = True) -> InMemoryImages:
         collate_fn=_as_list,
     )
     chunks, skipped = [], []
-    for batch in tqdm(loader, desc="decoding images", unit="batch", disable=not progress, leave=False):
-        images = [x for x in batch if isinstance(x, torch.Tensor)]
-        skipped += [x for x in batch if isinstance(x, str)]
-        if images:
-            chunks.append(torch.stack(images))
+    # a DataLoader draws its workers' base seed from the global RNG: decoding must not, so that a run
+    # initialises the same weights whether its images were decoded now or read from the decoded cache
+    with torch.random.fork_rng(devices=[]):
+        for batch in tqdm(loader, desc="decoding images", unit="batch", disable=not progress, leave=False):
+            images = [x for x in batch if isinstance(x, torch.Tensor)]
+            skipped += [x for x in batch if isinstance(x, str)]
+            if images:
+                chunks.append(torch.stack(images))
     if not chunks:
         raise UserError(f"none of the {len(dataset)} image files could be read")
     if skipped:
@@ -403,59 +329,3 @@ class _Decode(Dataset):
         return self.dataset[index]
 
 
-# --------------------------------------------------------------------------- batching
-
-
-def epoch_order(num_images: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled order of one epoch: a pure function of (seed, epoch).
-
-    Drawn on the CPU so that the order is the same on every device and after
-    resuming on another one; one randperm per epoch costs nothing.
-    """
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(num_images, generator=generator)
-
-
-class Batches:
-    """Yields uint8 batches [B, C, S, S] on ``device`` for one epoch, from any position.
-
-    Under distributed training each rank takes a disjoint, strided shard of the
-    epoch's order; ``batch_size`` is per rank. Incomplete batches are dropped so
-    that every rank runs the same number of steps and batch norm never sees a
-    batch of one.
-    """
-
-    def __init__(
-        self, data: InMemoryImages | Dataset, batch_size: int, *, seed: int, device: torch.device,
-        rank: int = 0, world_size: int = 1, num_workers: int = 2,
-    ) -> None:
-        per_rank = len(data) // world_size
-        if batch_size > per_rank:
-            raise UserError(
-                f"batch size {batch_size} is larger than the dataset "
-                f"({len(data)} images{f' over {world_size} ranks' if world_size > 1 else ''})"
-            )
-        self.data, self.batch_size, self.seed, self.device = data, batch_size, seed, device
-        self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
-        self.steps_per_epoch = per_rank // batch_size
-        if isinstance(data, InMemoryImages) and data.images.device != device:
-            self.data = data.to(device)
-
-    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[torch.Tensor]:
-        order = epoch_order(len(self.data), self.seed, epoch)
-        order = order[self.rank :: self.world_size][: self.steps_per_epoch * self.batch_size]
-        order = order[start_step * self.batch_size :]
-        if len(order) == 0:  # resumed at the end of the epoch; split() would yield one empty batch
-            return
-        if isinstance(self.data, InMemoryImages):
-            order = order.to(self.device, non_blocking=True)
-            for batch_indices in order.split(self.batch_size):
-                yield self.data.images.index_select(0, batch_indices)
-            return
-        loader = DataLoader(
-            self.data, batch_size=self.batch_size, sampler=order.tolist(), drop_last=True,
-            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-        )
-        for batch in loader:
-            yield batch.to(self.device, non_blocking=True)

@@ -12,15 +12,16 @@ import pytest
 import torch
 from PIL import Image
 
-from dcgan import bench
-from dcgan.classic import (
+from dcgan.benchmarks import speed as bench
+from dcgan.benchmarks import timing, variants
+from dcgan.benchmarks.classic import (
     ClassicDiscriminator, classic_dataset, classic_loader, classic_optimizers, classic_step,
 )
 from dcgan.cli import main
 from dcgan.config import TrainConfig
 from dcgan.data import Batches, InMemoryImages, epoch_order, to_model_range
 from dcgan.models import Discriminator
-from dcgan.train import Logits, build_models, make_optimizers, train_step
+from dcgan.step import Logits, build_models, make_optimizers, train_step
 
 CPU_VARIANTS = {"fast path", "DataLoader over PNGs", "plain Adam", "channels_last off", ".item() every step", "no EMA"}
 
@@ -63,7 +64,7 @@ def test_quick_bench_writes_json(tmp_path, capsys):
 
 def test_a_rate_above_the_peak_is_reported_as_an_error(monkeypatch, capsys):
     """A peak below what the model reaches is a failure of the peak measurement, never a result."""
-    monkeypatch.setattr(bench, "measure_peak", lambda *a, **k: {"gflops": 1e-6, "kernel": "stub", "all": {"stub": 1e-6}})
+    monkeypatch.setattr(timing, "measure_peak", lambda *a, **k: {"gflops": 1e-6, "kernel": "stub", "all": {"stub": 1e-6}})
     results = bench.run(bench.BenchConfig.quick(device="cpu", ablation=False))
     printed = capsys.readouterr().out
     assert results["peak_errors"] and results["rows"][0]["project_pct_of_peak"] > 100
@@ -87,15 +88,17 @@ def _image_folder(root, images: torch.Tensor):
     return root
 
 
+@pytest.mark.slow
 def test_variant_runs_in_a_subprocess(tmp_path):
     data_dir = bench._prepare_data(32, 3, 16, tmp_path)
     spec = dict(path="classic", device="cpu", size=32, channels=3, batch_size=8, width=4, latent_dim=8, seed=0,
                 warmup_steps=1, steps=1, repeats=1, min_repeat_s=0.0, options={}, data_dir=str(data_dir))
-    result = bench._run_isolated(spec)
+    result = variants.run_isolated(spec)
     _positive_numbers(result)
     assert result["num_threads"] >= 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="other_cpu_load reads Linux's /proc/stat")
 def test_other_cpu_load_sees_a_busy_neighbour(tmp_path):
     """A process spinning one core beside the variant shows up as (at least most of) one other core."""
@@ -104,7 +107,7 @@ def test_other_cpu_load_sees_a_busy_neighbour(tmp_path):
                 warmup_steps=1, steps=1, repeats=1, min_repeat_s=0.0, options={}, data_dir=str(data_dir))
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # not waited for: not "own" time
     try:
-        result = bench._run_isolated(spec)
+        result = variants.run_isolated(spec)
     finally:
         spinner.kill()
         spinner.wait()

@@ -41,10 +41,13 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint as ckpt
-from .baselines import BASELINES, CollapseDetector, collapse_warning
-from .errors import UserError
-from .fileio import check_new_folder, write_text_atomic
+from .. import checkpoint as ckpt
+from .baselines import BASELINES, collapse_warning
+from ..errors import UserError
+from ..fileio import check_new_folder, write_text_atomic
+from ..metrics.evaluate import check_fid_images
+from ..runlog import CollapseDetector
+from ..signals import on_signals
 
 RECIPES = ("default", "classic", "newcomer", "paper")
 TRAINER_RECIPES = ("default", "paper")  # run by dcgan train --recipe; the others are the baselines' loops
@@ -98,7 +101,7 @@ def command_line(cfg: QualityConfig) -> str:
 
 def validate(cfg: QualityConfig) -> None:
     """Fail on bad values before any work starts."""
-    from .config import TrainConfig
+    from ..config import TrainConfig
 
     if cfg.data not in DATASETS:
         raise UserError(f"--data: the digit evaluator scores {' or '.join(DATASETS)}, not {cfg.data!r}")
@@ -109,8 +112,7 @@ def validate(cfg: QualityConfig) -> None:
     unknown = [r for r in cfg.recipes if r not in RECIPES]
     if unknown or not cfg.recipes or len(set(cfg.recipes)) != len(cfg.recipes):
         raise UserError(f"--recipes: choose among {', '.join(RECIPES)}, each once (got {','.join(cfg.recipes)})")
-    if cfg.num_images < 2:
-        raise UserError(f"--num-images must be at least 2 for FID, got {cfg.num_images}")
+    check_fid_images(cfg.num_images)
     largest_batch = max(TrainConfig.for_recipe(r).batch_size if r in TRAINER_RECIPES else BASELINES[r].batch_size
                         for r in cfg.recipes)
     if cfg.max_images is not None and cfg.max_images < largest_batch:
@@ -127,7 +129,7 @@ def validate(cfg: QualityConfig) -> None:
 
 def _command(cfg: QualityConfig, recipe: str, seed: int, run_dir: Path) -> list[str]:
     """``dcgan train`` for the default recipe; this module's worker for the baselines."""
-    from .config import TrainConfig
+    from ..config import TrainConfig
 
     if recipe in TRAINER_RECIPES:
         cmd = [sys.executable, "-m", "dcgan", "train", "--recipe", recipe, "--data", cfg.data, "--seed", str(seed),
@@ -144,7 +146,7 @@ def _command(cfg: QualityConfig, recipe: str, seed: int, run_dir: Path) -> list[
     spec = dict(recipe=recipe, data=cfg.data, data_root=cfg.data_root, max_images=cfg.max_images,
                 width=cfg.width or 64, seed=seed, device=cfg.device, run_dir=str(run_dir),
                 log_every_steps=cfg.log_every_steps)
-    return [sys.executable, "-m", "dcgan.baselines", json.dumps(spec)]
+    return [sys.executable, "-m", "dcgan.benchmarks.baselines", json.dumps(spec)]
 
 
 def run_for_budget(cmd: list[str], *, started: Path, budget_s: float, log_path: Path, setup_timeout_s: float,
@@ -181,7 +183,7 @@ def run_for_budget(cmd: list[str], *, started: Path, budget_s: float, log_path: 
 
 def _summary(run_dir: Path, checkpoint: Path) -> dict:
     """Steps, images seen and the last logged statistics of a finished run."""
-    from .plots import read_metrics
+    from ..runlog import read_metrics
 
     state = ckpt.load(checkpoint)
     detector = CollapseDetector()
@@ -206,15 +208,8 @@ def run(cfg: QualityConfig, *, command: str | None = None, out=print) -> dict:
     SIGTERM (and Ctrl-C) stop the recipe in training the same way the budget does, then end the run.
     """
     validate(cfg)
-    try:
-        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    except ValueError:  # not the main thread: leave signals alone
-        previous = None
-    try:
+    with on_signals(_exit_on_sigterm, (signal.SIGTERM,)):
         return _run(cfg, command, out)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _exit_on_sigterm(signum, frame):
@@ -223,12 +218,11 @@ def _exit_on_sigterm(signum, frame):
 
 
 def _run(cfg: QualityConfig, command: str | None, out) -> dict:
-    from .config import TrainConfig
-    from .data import DataSpec, load
-    from .metrics.evaluate import evaluate
-    from .metrics.report import EvalOptions, prepare
-    from .runtime import choose_device
-    from .sample import generate, load_generator, write
+    from ..data import DataSpec, load
+    from ..metrics.evaluate import evaluate
+    from ..metrics.report import EvalOptions, RealData, prepare
+    from ..runtime import choose_device
+    from ..sample import generate, load_generator, write
 
     load(DataSpec(name=cfg.data, root=cfg.data_root, max_images=cfg.max_images), progress=False)  # fail early
     device = choose_device(cfg.device)
@@ -236,7 +230,7 @@ def _run(cfg: QualityConfig, command: str | None, out) -> dict:
     for folder in ("runs", "logs", "samples"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     extractor, real, key = prepare(
-        TrainConfig(data=cfg.data, data_root=cfg.data_root, image_size=28, channels=1),
+        RealData(data=cfg.data, data_root=cfg.data_root, image_size=28, channels=1),
         EvalOptions(num_images=cfg.num_images, extractor="digits", cache_dir=cfg.cache_dir, progress=False),
     )
     env = {**os.environ, **({"OMP_NUM_THREADS": str(cfg.threads)} if cfg.threads else {})}

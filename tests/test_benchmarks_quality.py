@@ -15,8 +15,8 @@ from dcgan.config import TrainConfig
 from dcgan.data import to_model_range
 from dcgan.metrics import evaluate
 from dcgan.metrics.report import EvalOptions, prepare
-from dcgan.baselines import BASELINES, CollapseDetector, PILDigits
-from dcgan.quality import RECIPES, QualityConfig, command_line, fid_ratios, run_for_budget
+from dcgan.benchmarks.baselines import BASELINES, CollapseDetector, PILDigits
+from dcgan.benchmarks.quality import RECIPES, QualityConfig, command_line, fid_ratios, run_for_budget
 from dcgan.sample import load_generator
 
 COLLAPSED = {"D_x": 0.999, "D_G_z_before": 0.001, "loss_G": 30.0}
@@ -94,6 +94,7 @@ def test_command_line_reproduces_the_config():
     assert command_line(QualityConfig.quick_config(budget_s=90.0)) == "dcgan quality --quick --budget-min 1.5"
 
 
+@pytest.mark.slow
 def test_budgeted_process_trains_from_its_start_and_stops_on_sigterm(tmp_path):
     started = tmp_path / "started"
     script = (
@@ -130,6 +131,7 @@ def test_a_used_output_folder_is_refused(tmp_path, capsys):
 # --------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_quick_benchmark_end_to_end(tmp_path, capsys):
     out = tmp_path / "quality"
     assert main(["quality", "--quick", "--data", "mnist-5k", "--out", str(out)]) == 0

@@ -1,0 +1,18 @@
+"""Datasets and batching, in three parts: ``sources`` (where images come from, ``load``),
+``transforms`` (uint8 decoding, resizing, the model range) and ``batching`` (the epoch order).
+``decoded`` keeps decoded image folders, CelebA and LSUN on disk so that a second run skips decoding.
+
+Every dataset ends up as uint8 images [C, H, W] at the configured size and channel count.
+"""
+
+from .batching import Batches, epoch_order
+from .decoded import decode_cached
+from .sources import IMAGE_EXTENSIONS, IN_MEMORY_MAX_BYTES, ImageFolder, InMemoryImages, decode_all, load
+from .spec import DATASETS, DEFAULT_DATASET, DataSpec
+from .transforms import pil_transform, resize_uint8, to_model_range, to_uint8
+
+__all__ = [
+    "Batches", "DATASETS", "DEFAULT_DATASET", "DataSpec", "IMAGE_EXTENSIONS", "IN_MEMORY_MAX_BYTES", "ImageFolder",
+    "InMemoryImages", "decode_all", "decode_cached", "epoch_order", "load", "pil_transform", "resize_uint8", "to_model_range",
+    "to_uint8",
+]

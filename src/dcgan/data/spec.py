@@ -1,0 +1,20 @@
+"""What a run asks of its data: the dataset, where it lives, the split, size and channels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DATASETS = ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "celeba", "lsun", "folder", "fake")
+DEFAULT_DATASET = "mnist-5k"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str = DEFAULT_DATASET
+    root: str | None = None  # where the files are; None: the package's or torchvision's default
+    split: str = "train"  # "train" or "test" where a dataset has both
+    channels: int = 1
+    image_size: int = 28
+    download: bool = False  # torchvision datasets download only when asked (--download)
+    in_memory: bool | None = None  # None: decide by size (IN_MEMORY_MAX_BYTES)
+    max_images: int | None = None  # use only the first N images (quick experiments, tests)

@@ -1,0 +1,201 @@
+"""From the options a user gave to the one frozen config a run uses.
+
+``resolve`` is the only place where a run's configuration is decided: it validates the options
+before any device, process group or file is touched, merges a resumed run's checkpoint config
+(options given explicitly win), fills the size-dependent defaults, picks and checks the run
+directory, and returns a ``Resolved`` whose config the trainer uses unchanged. ``write_config``
+records it as config.json once the data has been found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable
+
+from . import checkpoint as ckpt
+from .config import ARCHITECTURE_FIELDS, RECIPES, TrainConfig
+from .errors import UserError
+from .fileio import check_new_folder, write_text_atomic
+from .runtime import print0
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A run's final config, and what resuming brings with it."""
+
+    cfg: TrainConfig
+    checkpoint: dict | None = None  # the resumed state (None: a new run)
+    continued_from: Path | None = None  # the source run when resuming into a new run directory
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.run_dir)
+
+
+def given_options(cfg: TrainConfig) -> set[str]:
+    """The fields a Python caller set: those that differ from the config's recipe."""
+    base = TrainConfig.for_recipe(cfg.recipe)
+    return {f.name for f in dataclasses.fields(TrainConfig) if getattr(cfg, f.name) != getattr(base, f.name)}
+
+
+def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str] | None = None) -> Resolved:
+    """Validate, merge a resumed checkpoint's config, choose the run directory; never changes ``cfg``.
+
+    ``given`` names the options the user gave (the CLI passes the flags typed); by default they are
+    the fields that differ from ``cfg``'s recipe. On resume, the checkpoint's values are used for
+    everything else.
+    """
+    validate(cfg)
+    given = set(given_options(cfg) if given is None else given)
+    state, continued_from = None, None
+    if resume is not None:
+        resume_path = ckpt.resolve(resume)
+        state = ckpt.load(resume_path, map_location="cpu")
+        saved = state["config"]
+        check_compatible(saved, cfg, given, resume_path)
+        source_run = resume_path.parent.parent
+        report_config_edits(source_run, saved, given)
+        # the checkpoint's config, overridden by what was given explicitly (length, logging, ...)
+        values = {**saved, **{k: getattr(cfg, k) for k in given}}
+        if cfg.run_dir is None:
+            refuse_older_checkpoint(resume_path, state["step"])
+            values["run_dir"] = str(source_run)
+        elif Path(cfg.run_dir).resolve() != source_run.resolve():
+            continued_from = source_run
+        cfg = TrainConfig.from_dict(values)
+    cfg = cfg.resolved()
+    validate(cfg)
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+    check_run_dir(run_dir, new=state is None or continued_from is not None)
+    return Resolved(dataclasses.replace(cfg, run_dir=str(run_dir)), state, continued_from)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Fail on bad values and combinations before any work starts."""
+    from .metrics.evaluate import check_fid_images
+    from .models import SUPPORTED_CHANNELS, SUPPORTED_IMAGE_SIZES
+
+    if cfg.recipe not in RECIPES:
+        raise UserError(f"unknown recipe {cfg.recipe!r}; choose from {', '.join(RECIPES)}")
+    if cfg.image_size not in SUPPORTED_IMAGE_SIZES:
+        raise UserError(
+            f"unsupported image size {cfg.image_size}; supported: "
+            f"{', '.join(map(str, SUPPORTED_IMAGE_SIZES))}"
+        )
+    if cfg.channels not in SUPPORTED_CHANNELS:
+        raise UserError(f"unsupported channel count {cfg.channels}; use 1 (grayscale) or 3 (RGB)")
+    positive = ("batch_size", "latent_dim", "g_width", "log_every_steps",
+                "sample_every_steps", "checkpoint_every_steps", "num_samples")
+    for name in positive + (("d_width",) if cfg.d_width is not None else ()):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    for name in ("lr_g", "lr_d"):
+        value = getattr(cfg, name)
+        if not (value > 0 and math.isfinite(value)):
+            raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+    for name in ("beta1", "beta2"):
+        if not 0.0 <= getattr(cfg, name) < 1.0:
+            raise UserError(f"--{name} must be in [0, 1), got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise UserError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
+    if not 0.5 < cfg.real_label <= 1.0:
+        raise UserError(f"--real-label must be in (0.5, 1], got {cfg.real_label}")
+    if cfg.steps is None and cfg.epochs is None and cfg.minutes is None:
+        raise UserError("give the run length with --epochs, --steps or --minutes")
+    if cfg.minutes is not None and not (cfg.minutes > 0 and math.isfinite(cfg.minutes)):
+        raise UserError(f"--minutes must be a positive number, got {cfg.minutes}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
+    if not (cfg.r1_gamma >= 0 and math.isfinite(cfg.r1_gamma)):
+        raise UserError(f"--r1-gamma must be 0 or more, got {cfg.r1_gamma}")
+    if cfg.r1_every_steps < 1:
+        raise UserError(f"--r1-every-steps must be at least 1, got {cfg.r1_every_steps}")
+    if (cfg.steps is not None and cfg.steps < 1) or (cfg.epochs is not None and cfg.epochs < 1):
+        raise UserError("--epochs and --steps must be at least 1")
+    if cfg.max_images is not None and cfg.max_images < 1:
+        raise UserError(f"--max-images must be at least 1, got {cfg.max_images}")
+    check_fid_images(cfg.eval_num_images, "--eval-num-images")
+    if cfg.compile_mode not in COMPILE_MODES:
+        raise UserError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {cfg.compile_mode!r}")
+    for name in ("keep_every_steps", "eval_every_steps", "num_workers", "lr_warmup_steps"):
+        if getattr(cfg, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be 0 or more")
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    return Path("runs") / f"{cfg.data}-{cfg.image_size}px-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def check_run_dir(run_dir: Path, *, new: bool) -> None:
+    """A new run needs a missing or empty folder it can make; resuming in place reuses the run's own."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run-dir {run_dir} is a file; give a folder path")
+    if new and run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(
+            f"run directory {run_dir} already exists; resume it with --resume "
+            f"{run_dir} or choose another --run-dir"
+        )
+    if not run_dir.exists():
+        check_new_folder(run_dir, "run directory")  # its parent must be a writable folder
+
+
+def check_compatible(saved: dict, cfg: TrainConfig, given: set[str], source: Path) -> None:
+    """A resumed run must agree with its checkpoint on everything that shapes the networks."""
+    for name in ARCHITECTURE_FIELDS:
+        if name in given and saved.get(name) != getattr(cfg, name):
+            flag = "--" + name.replace("_", "-")
+            raise UserError(
+                f"{source} was trained with {name}={saved.get(name)!r}, but {flag} "
+                f"{getattr(cfg, name)!r} was given; drop the option or start a new run"
+            )
+
+
+def refuse_older_checkpoint(resume_path: Path, step: int) -> None:
+    """Resuming an older checkpoint in place would overwrite its run's newer state: refuse."""
+    latest = resume_path.parent / ckpt.LATEST
+    if resume_path.name == ckpt.LATEST or not latest.is_file():
+        return
+    try:
+        newest = ckpt.load(latest)["step"]
+    except UserError:  # an unreadable latest.pt is no newer state to protect
+        return
+    if newest > step:
+        raise UserError(
+            f"{resume_path} is at step {step} but {latest} is at step {newest}; resuming in place would "
+            f"overwrite the newer state: add --run-dir NEW to continue step {step} in a new run directory"
+        )
+
+
+def report_config_edits(run_dir: Path, saved: dict, given: set[str]) -> None:
+    """config.json is a record, not an input: say so when it was edited since the checkpoint."""
+    path = run_dir / "config.json"
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(recorded, dict):
+        return
+    edited = sorted(
+        name for name, value in saved.items()
+        if name in recorded and recorded[name] != value and name not in given and name != "run_dir"
+    )
+    if edited:
+        changes = ", ".join(f"{name} {saved[name]!r} -> {recorded[name]!r}" for name in edited)
+        print0(
+            f"notice: {path} was edited ({changes}); resuming uses the checkpoint's values: give "
+            f"options on the command line to change them", file=sys.stderr,
+        )
+
+
+def write_config(run_dir: Path, cfg: TrainConfig, facts: dict) -> None:
+    """config.json: the resolved config and what the run found (device, precision, dataset size)."""
+    write_text_atomic(run_dir / "config.json", json.dumps({**cfg.to_dict(), "resolved": facts}, indent=2) + "\n")

@@ -1,0 +1,79 @@
+"""options.resolve: one resolution, validated first, returning a frozen config the trainer never changes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from dcgan.config import TrainConfig
+from dcgan.errors import UserError
+from dcgan.options import Resolved, given_options, resolve
+from dcgan.train import Trainer
+
+TINY = dict(g_width=8, d_width=8, batch_size=16, max_images=64, log_every_steps=2, sample_every_steps=2,
+            checkpoint_every_steps=2, num_samples=16, device="cpu", num_workers=0, quiet=True, epochs=None)
+
+
+def test_the_trainer_keeps_the_resolved_config_unchanged_through_a_run_and_a_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    first = resolve(TrainConfig(steps=4, run_dir=str(run_dir), **TINY))
+    before = first.cfg.to_dict()
+    trainer = Trainer(first)
+    trainer.run()
+    assert trainer.cfg is first.cfg and first.cfg.to_dict() == before
+    assert json.loads((run_dir / "config.json").read_text())["steps"] == 4
+
+    # a Python resume: no ``given``; what differs from the recipe counts as given, as flags do in the CLI
+    second = resolve(TrainConfig(steps=6, epochs=None), resume=str(run_dir))
+    before = second.cfg.to_dict()
+    assert second.checkpoint["step"] == 4 and second.run_dir == run_dir
+    assert (second.cfg.steps, second.cfg.g_width, second.cfg.batch_size) == (6, 8, 16)  # checkpoint's widths
+    trainer = Trainer(second)
+    trainer.run()
+    assert trainer.step == 6 and trainer.cfg is second.cfg and second.cfg.to_dict() == before
+
+
+def test_the_config_is_frozen():
+    cfg = resolve(TrainConfig(steps=1, run_dir="never-made")).cfg
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.steps = 2
+
+
+def test_resolve_fills_the_size_dependent_defaults_and_never_changes_its_argument(tmp_path):
+    given = TrainConfig(steps=1, image_size=64, channels=3)
+    resolved = resolve(given)
+    assert given.d_width is None and given.run_dir is None  # untouched
+    assert resolved.cfg.d_width == 64
+    assert resolved.cfg.run_dir.startswith("runs/mnist-5k-64px-")
+    assert isinstance(resolved, Resolved) and resolved.checkpoint is None
+
+
+def test_validation_comes_before_the_device_and_any_file(tmp_path):
+    # an unknown device would fail in choose_device; the bad value must be reported first
+    with pytest.raises(UserError, match="--batch-size must be at least 1"):
+        resolve(TrainConfig(batch_size=0, device="cuda:7", run_dir=str(tmp_path / "run")),
+                resume=str(tmp_path / "missing"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_python_resume_refuses_a_different_architecture(tmp_path):
+    run_dir = tmp_path / "run"
+    Trainer(resolve(TrainConfig(steps=2, run_dir=str(run_dir), **TINY))).run()
+    with pytest.raises(UserError, match="was trained with g_width=8, but --g-width 16 was given"):
+        resolve(TrainConfig(steps=4, epochs=None, g_width=16), resume=str(run_dir))
+
+
+def test_given_options_are_the_fields_that_differ_from_the_recipe():
+    assert given_options(TrainConfig()) == set()
+    assert given_options(TrainConfig(steps=3, epochs=None)) == {"steps", "epochs"}
+    assert given_options(TrainConfig.for_recipe("paper", seed=2)) == {"seed"}
+
+
+def test_a_new_run_refuses_a_folder_that_is_not_empty(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "x").write_text("keep")
+    with pytest.raises(UserError, match="already exists"):
+        resolve(TrainConfig(steps=1, run_dir=str(tmp_path / "run")))
+    assert (tmp_path / "run" / "x").read_text() == "keep"
