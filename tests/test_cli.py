@@ -79,7 +79,7 @@ def test_train_on_builtin_data_writes_every_artifact(builtin_run):
     assert (config["data"], config["image_size"], config["channels"]) == ("mnist-5k", 28, 1)
     assert (config["g_width"], config["d_width"], config["batch_size"]) == (8, 8, 16)
     assert (config["steps"], config["epochs"], config["max_images"]) == (4, None, 64)  # --steps alone
-    assert config["lr_g"] == TrainConfig().lr_g == 2e-4  # untouched options keep their defaults
+    assert config["lr_g"] == TrainConfig().lr_g == 4e-4  # untouched options keep their defaults
     assert config["resolved"]["total_steps"] == 4
 
     rows = metric_rows(run_dir)

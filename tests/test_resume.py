@@ -417,6 +417,6 @@ def test_edits_to_config_json_are_reported_on_resume(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--steps", "4"]) == 0
     err = capsys.readouterr().err
-    assert "config.json was edited (lr_g 0.0002 -> 0.5); resuming uses the checkpoint's values" in err
-    assert _latest(run)["config"]["lr_g"] == 0.0002
-    assert json.loads((run / "config.json").read_text())["lr_g"] == 0.0002  # the record is the truth again
+    assert "config.json was edited (lr_g 0.0004 -> 0.5); resuming uses the checkpoint's values" in err
+    assert _latest(run)["config"]["lr_g"] == 0.0004
+    assert json.loads((run / "config.json").read_text())["lr_g"] == 0.0004  # the record is the truth again

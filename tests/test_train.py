@@ -155,11 +155,11 @@ def test_the_schedule_reaches_the_optimizers(tmp_path):
     from dcgan.cli import main
 
     run = tmp_path / "run"
-    assert main(["train", "--steps", "8", "--lr-schedule", "cosine", "--lr-g", "4e-4", "--run-dir", str(run),
+    assert main(["train", "--steps", "8", "--lr-schedule", "cosine", "--lr-g", "3e-4", "--lr-d", "2e-4", "--run-dir", str(run),
                  *TINY_RUN]) == 0
     state = ckpt.load(run)
     factor = lr_factor("cosine", 7 / 8, step=7, warmup_steps=0)  # set before the last step (0-based 7)
-    assert state["opt_G"]["param_groups"][0]["lr"] == pytest.approx(4e-4 * factor, rel=1e-12)
+    assert state["opt_G"]["param_groups"][0]["lr"] == pytest.approx(3e-4 * factor, rel=1e-12)
     assert state["opt_D"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * factor, rel=1e-12)
 
 
