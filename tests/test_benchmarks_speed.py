@@ -23,7 +23,8 @@ from dcgan.data import Batches, InMemoryImages, epoch_order, to_model_range
 from dcgan.models import Discriminator
 from dcgan.step import Logits, build_models, make_optimizers, train_step
 
-CPU_VARIANTS = {"fast path", "DataLoader over PNGs", "plain Adam", "channels_last off", ".item() every step", "no EMA"}
+CPU_VARIANTS = {"fast path", "DataLoader over PNGs", "plain Adam", "channels_last off", ".item() every step", "no EMA",
+                "fp32 (no autocast)"}
 
 
 def _positive_numbers(result: dict) -> None:

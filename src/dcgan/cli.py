@@ -92,6 +92,21 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT", help="continue a run exactly where it stopped")
 
 
+def _generator_args(p, device: str = "auto", device_help: str | None = None) -> None:
+    """--device and --no-ema: every command that loads a trained generator takes both."""
+    p.add_argument("--device", default=device, help=device_help)
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+
+
+def _extractor_args(p) -> None:
+    """The feature network of eval, nearest and stats, and where its weights are."""
+    p.add_argument("--extractor", choices=("digits", "inception"),
+                   help="feature network (default: digits for grayscale data, inception for colour)")
+    p.add_argument("--inception-weights", metavar="PATH", help="FID Inception-v3 weights (default: torch hub cache)")
+    p.add_argument("--evaluator-weights", metavar="PATH",
+                   help="digit evaluator from 'dcgan evaluator train' (default: the shipped MNIST one)")
+
+
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate images from a checkpoint")
     p.add_argument("checkpoint", help="a checkpoint file or a run directory")
@@ -99,8 +114,7 @@ def _add_sample(sub) -> None:
     p.add_argument("-o", "--out", default="samples.png", help="a .png grid, a .npz, or a folder (default: samples.png)")
     p.add_argument("--format", choices=("grid", "folder", "npz"), help="default: from --out")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+    _generator_args(p)
     p.add_argument("--seeds", help="one image per seed, e.g. 0-63 or 3,10-20: image k comes from seed k alone "
                    "(a labelled grid, one seedNNNNNN.png per seed in a folder, or an .npz with the seeds); "
                    "replaces -n and --seed")
@@ -160,11 +174,7 @@ def _add_eval(sub) -> None:
     p.add_argument("checkpoint", help="a checkpoint file or a run directory, or a folder or .npz of images "
                    "(then --data names the real images)")
     p.add_argument("-n", "--num-images", type=int, default=10_000, help="images to generate (default: 10000)")
-    p.add_argument("--extractor", choices=("digits", "inception"),
-                   help="feature network (default: digits for grayscale data, inception for colour)")
-    p.add_argument("--inception-weights", metavar="PATH", help="FID Inception-v3 weights (default: torch hub cache)")
-    p.add_argument("--evaluator-weights", metavar="PATH",
-                   help="digit evaluator from 'dcgan evaluator train' (default: the shipped MNIST one)")
+    _extractor_args(p)
     p.add_argument("--data", help="real dataset (default: the checkpoint's)")
     p.add_argument("--data-root", help="where the real dataset lives (default: the checkpoint's)")
     p.add_argument("--split", choices=("train", "test"), default="train", help="real split (default: train)")
@@ -172,8 +182,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--cache-dir", help="real-data statistics cache (default: ~/.cache/dcgan/stats)")
     p.add_argument("--batch-size", type=int, default=250, help="images per generator and extractor batch")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+    _generator_args(p)
     p.add_argument("--json", action="store_true", help="print JSON for scripts instead of the table")
     p.add_argument("--k", type=int, default=3, help="neighbours for precision and recall (0: skip them) (default: 3)")
     p.add_argument("--ref", metavar="STATS_NPZ",
@@ -236,8 +245,7 @@ def _add_demo(sub) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 is every network)")
     p.add_argument("--port", type=int, default=7860, help="TCP port (default: 7860)")
-    p.add_argument("--device", default="cpu", help="cpu, auto, cuda, cuda:N or mps (default: cpu: one image takes milliseconds there)")
-    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+    _generator_args(p, "cpu", "cpu, auto, cuda, cuda:N or mps (default: cpu: one image takes milliseconds there)")
 
 
 def _add_interpolate(sub) -> None:
@@ -258,8 +266,7 @@ def _add_interpolate(sub) -> None:
                    help="with --direction: how far to move each way, in latent units (default: 5.0)")
     p.add_argument("--fps", type=float, default=12.0, help="frames per second of a GIF or MP4 (default: 12)")
     p.add_argument("-o", "--out", default="walk.png", help="a .png strip grid, .gif or .mp4 (default: walk.png)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+    _generator_args(p)
 
 
 def _add_arithmetic(sub) -> None:
@@ -272,8 +279,7 @@ def _add_arithmetic(sub) -> None:
     p.add_argument("expression", help='e.g. "12 - 40 + 7" or "[1,4,9] - [2,5,8] + [3,6,10]"')
     p.add_argument("-o", "--out", default="arithmetic.png", help="a .png (default: arithmetic.png)")
     p.add_argument("--scale", type=int, default=2, help="pixels per image pixel in the grid (default: 2)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+    _generator_args(p)
 
 
 def _add_animate(sub) -> None:
@@ -314,11 +320,8 @@ def _add_nearest(sub) -> None:
     p.add_argument("-o", "--out", default="nearest.png", help="the picture, a .png (default: nearest.png)")
     p.add_argument("--test-data", help="held-out real images (default: the run's dataset, test split)")
     p.add_argument("--test-root", help="where --test-data lives")
-    p.add_argument("--extractor", choices=("digits", "inception"), help="feature network (default: as dcgan eval)")
-    p.add_argument("--inception-weights", metavar="PATH")
-    p.add_argument("--evaluator-weights", metavar="PATH")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+    _extractor_args(p)
+    _generator_args(p)
     p.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
 
 
@@ -334,10 +337,7 @@ def _add_stats(sub) -> None:
     p.add_argument("--split", choices=("train", "test"), default="train")
     p.add_argument("--image-size", type=int, help="for a named dataset (default: 28)")
     p.add_argument("--channels", type=int, choices=(1, 3), help="for a named dataset (default: 1)")
-    p.add_argument("--extractor", choices=("digits", "inception"),
-                   help="feature network (default: digits for grayscale, inception for colour)")
-    p.add_argument("--inception-weights", metavar="PATH")
-    p.add_argument("--evaluator-weights", metavar="PATH")
+    _extractor_args(p)
     p.add_argument("--cache-dir", help="real-data features cache (default: ~/.cache/dcgan/stats)")
     p.add_argument("--device", default="auto")
 

@@ -44,9 +44,9 @@ ABLATIONS = {
     "channels_last flipped": {"channels_last": "flip"},
     ".item() every step": {"sync_every_step": True},
     "no EMA": {"ema": False},
+    "fp32 (no autocast)": {"precision": "fp32"},  # the fast path is bf16 where --precision auto picks it
 }
 CUDA_ABLATIONS = {
-    "fp32 (no autocast)": {"precision": "fp32"},
     "cudnn.benchmark off": {"cudnn_benchmark": False},
     "+torch.compile": {"compile": "default"},
     "+torch.compile CUDA graphs": {"compile": "reduce-overhead"},

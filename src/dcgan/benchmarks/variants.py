@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ..fileio import load_weights_only
+from ..runtime import resolve_precision
 from . import timing
 from .timing import busy_cpu_s, count_flops, time_repeats
 
@@ -138,7 +139,7 @@ def _run_variant(spec: dict) -> dict:
     if spec["path"] == "peak":
         fp32 = timing.measure_peak(device, spec["peak_size"])
         result = {"fp32_gflops": fp32["gflops"], "fp32_kernel": fp32["kernel"], "fp32_all": fp32["all"]}
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        if resolve_precision("auto", device) == "bf16":  # the trainer's own choice: CUDA, or a CPU with native bf16
             result["bf16_gflops"] = timing.measure_peak(device, spec["peak_size"], torch.bfloat16)["gflops"]
         return result
     train, sample = (_project if spec["path"] == "project" else _classic)(spec, device)
