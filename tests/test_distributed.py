@@ -29,7 +29,7 @@ def _config(run_dir: Path, **overrides) -> TrainConfig:
     values = dict(
         g_width=8, d_width=8, batch_size=8, max_images=64, steps=4, device="cpu", quiet=True,
         log_every_steps=2, sample_every_steps=1000, checkpoint_every_steps=1000, run_dir=str(run_dir),
-        ema_decay=0.0, precision="fp32",  # the equalities below are fp32 arithmetic's
+        ema_decay=0.0, precision="fp32", r1_gamma=0.0,  # the equalities below are fp32 arithmetic without R1
     )
     return TrainConfig(**{**values, **overrides})
 
