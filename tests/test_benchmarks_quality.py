@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import pytest
 import torch
@@ -16,7 +17,9 @@ from dcgan.data import to_model_range
 from dcgan.metrics import evaluate
 from dcgan.metrics.report import EvalOptions, prepare
 from dcgan.benchmarks.baselines import BASELINES, CollapseDetector, PILDigits
-from dcgan.benchmarks.quality import RECIPES, QualityConfig, command_line, fid_ratios, run_for_budget
+from dcgan.benchmarks.quality import (
+    RECIPES, QualityConfig, command_line, fid_ratios, run_for_budget, run_side_by_side, time_to_quality,
+)
 from dcgan.sample import load_generator
 
 COLLAPSED = {"D_x": 0.999, "D_G_z_before": 0.001, "loss_G": 30.0}
@@ -77,6 +80,44 @@ def test_fid_ratio_takes_the_better_baseline_per_seed():
     assert ratios[0] == {"ratio": 2.0 / 5.0, "default": 2.0, "baseline": "newcomer", "baseline_fid": 5.0}
 
 
+def test_time_to_quality_is_the_first_default_snapshot_at_the_better_baselines_fid():
+    rows = [
+        {"recipe": "default", "seed": 0, "eval": {"fid": 1.5}},
+        {"recipe": "default", "seed": 0, "at_min": 6.0, "eval": {"fid": 2.0}},
+        {"recipe": "default", "seed": 0, "at_min": 3.0, "eval": {"fid": 4.5}},
+        {"recipe": "newcomer", "seed": 0, "eval": {"fid": 4.0}},
+        {"recipe": "default", "seed": 1, "eval": {"fid": 3.9}},
+        {"recipe": "default", "seed": 1, "at_min": 3.0, "eval": {"fid": 9.0}},
+        {"recipe": "newcomer", "seed": 1, "eval": {"fid": 4.0}},
+    ]
+    assert fid_ratios(rows)[0]["default"] == 1.5  # snapshots are not the final row
+    reached = time_to_quality(rows)
+    assert reached[0]["minutes"] == 6.0 and reached[0]["fid"] == 2.0 and reached[0]["snapshots"] == [3.0, 6.0]
+    assert reached[1]["minutes"] is None and reached[1]["baseline_fid"] == 4.0
+
+
+@pytest.mark.slow
+def test_side_by_side_jobs_each_train_their_budget_on_their_own_clock(tmp_path):
+    def job(name, delay_s):
+        started = tmp_path / f"started-{name}"
+        script = (
+            "import pathlib, signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))\n"
+            f"time.sleep({delay_s})\n"
+            f"pathlib.Path({str(started)!r}).write_text('')\n"
+            "while True: time.sleep(0.01)\n"
+        )
+        return [sys.executable, "-c", script], started, tmp_path / f"log-{name}"
+
+    launch = time.perf_counter()
+    timings = run_side_by_side([job("a", 0.0), job("b", 1.0)], budget_s=0.5, setup_timeout_s=60, stop_timeout_s=60)
+    wall = time.perf_counter() - launch
+    assert [t["returncode"] for t in timings] == [143, 143]
+    assert all(t["train_s"] >= 0.5 for t in timings)
+    assert timings[1]["setup_s"] >= timings[0]["setup_s"] + 0.9  # b started later and trained as long
+    assert wall < timings[0]["process_s"] + timings[1]["process_s"]  # at the same time, not one after the other
+
+
 def test_baseline_pipelines_serve_torchvision_style_digits(mnist5k):
     images = mnist5k.images[:8]
     newcomer = PILDigits(images, BASELINES["newcomer"].transform())
@@ -112,7 +153,7 @@ def test_budgeted_process_trains_from_its_start_and_stops_on_sigterm(tmp_path):
 
 @pytest.mark.parametrize("argv", [
     ["--recipes", "default,bogus"], ["--budget-min", "0"], ["--data", "cifar10"], ["--max-images", "10"],
-    ["--num-images", "1"], ["--seeds", "1,1"],
+    ["--num-images", "1"], ["--seeds", "1,1"], ["--jobs", "0"], ["--snapshot-every-min", "0.2"],
 ])
 def test_bad_options_fail_in_one_line_before_any_work(argv, tmp_path, capsys):
     out = tmp_path / "out"

@@ -168,8 +168,10 @@ def test_a_time_budget_ends_the_run_and_resumes_with_a_larger_one(tmp_path, caps
     from dcgan.cli import main
 
     run = tmp_path / "run"
-    assert main(["train", "--minutes", "0.02", "--run-dir", str(run), *TINY_RUN]) == 0
+    assert main(["train", "--minutes", "0.02", "--keep-every-minutes", "0.01", "--run-dir", str(run), *TINY_RUN]) == 0
     state = ckpt.load(run)
+    kept = {p.name: p.read_bytes() for p in (run / "checkpoints").glob("minute_*.pt")}
+    assert set(kept) == {"minute_0.01.pt", "minute_0.02.pt"}
     assert state["train_seconds"] >= 1.2 and state["step"] >= 1
     assert state["config"]["epochs"] is None and state["config"]["steps"] is None
     assert (run / "samples" / "final.png").is_file()
@@ -179,6 +181,14 @@ def test_a_time_budget_ends_the_run_and_resumes_with_a_larger_one(tmp_path, caps
     assert main(["train", "--resume", str(run), "--minutes", "0.04"]) == 0
     again = ckpt.load(run)
     assert again["step"] > state["step"] and again["train_seconds"] >= 2.4
+    # a snapshot at the first step past each 0.6 s of training time, over both parts of the run
+    snapshots = {p.name: ckpt.load(p) for p in (run / "checkpoints").glob("minute_*.pt")}
+    assert sorted(snapshots) == ["minute_0.01.pt", "minute_0.02.pt", "minute_0.03.pt", "minute_0.04.pt"]
+    steps = [snapshots[f"minute_0.0{k}.pt"]["step"] for k in range(1, 5)]
+    assert steps == sorted(steps) and len(set(steps)) == 4
+    for k in range(1, 5):
+        assert snapshots[f"minute_0.0{k}.pt"]["train_seconds"] >= 0.6 * k
+    assert all((run / "checkpoints" / name).read_bytes() == data for name, data in kept.items())  # not rewritten
 
 
 def test_the_paper_recipe_is_one_flag_and_options_still_win(tmp_path):

@@ -62,6 +62,7 @@ _TRAIN_OPTIONS = [
     ("sample_every_steps", int, "write a sample grid every N steps"),
     ("checkpoint_every_steps", int, "write checkpoints/latest.pt every N steps"),
     ("keep_every_steps", int, "also keep checkpoints/step_N.pt every N steps (0: only latest)"),
+    ("keep_every_minutes", float, "also keep checkpoints/minute_M.pt every M minutes of training time (0: off)"),
     ("num_samples", int, "images in each sample grid"),
     ("eval_every_steps", int, "evaluate FID every N steps during training and keep checkpoints/best.pt (0: off)"),
     ("eval_num_images", int, "generated images per evaluation during training"),
@@ -230,6 +231,10 @@ def _add_quality(sub) -> None:
     p.add_argument("--max-images", type=int, default=unset, help="train on the first N images (default: all)")
     p.add_argument("--threads", type=int, default=unset,
                    help="intra-op threads per training process (default: torch's, the cores)")
+    p.add_argument("--jobs", type=int, default=unset,
+                   help="trainings side by side, each on its own clock; with --threads 1, one per core (default: 1)")
+    p.add_argument("--snapshot-every-min", type=float, default=unset,
+                   help="also score the trainer recipes' checkpoints every M minutes of training (default: off)")
     p.add_argument("--device", default=unset, help=f"auto, cpu, cuda or cuda:N (default: {d.device})")
     p.add_argument("--cache-dir", default=unset, help="real-data statistics cache (default: ~/.cache/dcgan/stats)")
     p.add_argument("--quick", action="store_true", help="tiny networks, seconds per recipe: checks the wiring")

@@ -75,6 +75,7 @@ class TrainConfig:
     sample_every_steps: int = 500
     checkpoint_every_steps: int = 500
     keep_every_steps: int = 0  # also keep step_XXXXXXX.pt every N steps (0: only latest)
+    keep_every_minutes: float = 0.0  # also keep minute_M.pt every M minutes of training time (0: off)
     num_samples: int = 64  # images in each sample grid (fixed noise)
     eval_every_steps: int = 0  # evaluate FID during training (0: off); keeps checkpoints/best.pt
     eval_num_images: int = 10_000

@@ -66,11 +66,26 @@ class Evaluation:
 
 
 class Checkpoints:
-    """checkpoints/latest.pt every ``checkpoint_every_steps`` and at the last step; step_N.pt kept on request."""
+    """checkpoints/latest.pt every ``checkpoint_every_steps`` and at the last step; step_N.pt kept on request;
+    minute_M.pt at the first step past every ``keep_every_minutes`` of training time (rank 0 alone: the
+    ranks' clocks differ, so these take no collective), which is how ``dcgan quality`` measures time to quality."""
+
+    def __init__(self) -> None:
+        self.minutes_kept: int | None = None  # periods of keep_every_minutes already kept
 
     def after_step(self, trainer, done: bool) -> None:
         if trainer.step % trainer.cfg.checkpoint_every_steps == 0 or done:
             save_checkpoint(trainer)
+        period_s = trainer.cfg.keep_every_minutes * 60
+        if not period_s or not trainer.dist.is_main:
+            return
+        if self.minutes_kept is None:  # a resumed run does not write again what its first part kept
+            self.minutes_kept = int(trainer.segment[1] // period_s)
+        periods = int(trainer.train_seconds // period_s)
+        if periods > self.minutes_kept:
+            self.minutes_kept = periods
+            minutes = periods * trainer.cfg.keep_every_minutes
+            write_checkpoint(trainer, trainer.run_dir / "checkpoints" / f"minute_{minutes:g}.pt")
 
 
 def save_checkpoint(trainer) -> None:

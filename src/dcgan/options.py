@@ -113,6 +113,8 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError("give the run length with --epochs, --steps or --minutes")
     if cfg.minutes is not None and not (cfg.minutes > 0 and math.isfinite(cfg.minutes)):
         raise UserError(f"--minutes must be a positive number, got {cfg.minutes}")
+    if not (cfg.keep_every_minutes >= 0 and math.isfinite(cfg.keep_every_minutes)):
+        raise UserError(f"--keep-every-minutes must be 0 or more, got {cfg.keep_every_minutes}")
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
     if not (cfg.r1_gamma >= 0 and math.isfinite(cfg.r1_gamma)):

@@ -1,6 +1,7 @@
 """``dcgan quality``: sample quality of the project's recipe against the classic ones, for equal wall-clock time.
 
-Per seed, one recipe after another (never two at once), each in its own subprocess:
+Per seed, one recipe after another, each in its own subprocess (or ``jobs`` of them side by side, each
+on its own clock and with ``threads`` threads; the evaluations wait until the side-by-side trainings end):
 
 - ``default``: ``dcgan train`` with the project's defaults on the chosen data;
 - ``classic`` and ``newcomer``: the baselines of ``baselines.py``, the
@@ -18,6 +19,10 @@ batch-norm statistics recalibrated on noise, ``ema.recalibrated``) and scored
 with the offline digit evaluator against the real training images, whose
 features are cached once for all recipes. The evaluator reads 28x28: it
 resizes the classic's 64x64 output with antialiasing, as it does any size.
+
+With ``snapshot_every_min`` the trainer recipes also keep a checkpoint every M minutes of training
+(``--keep-every-minutes``), each scored the same way: the time the default takes to reach the better
+baseline's final FID.
 
 A run whose discriminator wins every batch for the last stretch of training
 (D(x) > 0.99, D(G(z)) < 0.01, loss_G > 5 over 3 logged windows: the trainer's
@@ -68,6 +73,8 @@ class QualityConfig:
     width: int | None = None  # G and D base feature maps; None: every recipe's own (64)
     max_images: int | None = None  # train on the first N images only (tests)
     threads: int | None = None  # intra-op threads per training process; None: torch's default
+    jobs: int = 1  # trainings side by side (with threads=1 on a 2-core machine: 2); evaluations run after
+    snapshot_every_min: float | None = None  # also score the trainer recipes' checkpoints every M minutes
     device: str = "auto"
     cache_dir: str | None = None  # real-feature cache; None: ~/.cache/dcgan/stats
     log_every_steps: int = 50  # the trainer's default; windows for the collapse check
@@ -117,7 +124,9 @@ def validate(cfg: QualityConfig) -> None:
                         for r in cfg.recipes)
     if cfg.max_images is not None and cfg.max_images < largest_batch:
         raise UserError(f"--max-images must be at least {largest_batch} (a batch), got {cfg.max_images}")
-    for name in ("width", "threads"):
+    if cfg.snapshot_every_min is not None and not (0 < cfg.snapshot_every_min < cfg.budget_s / 60):
+        raise UserError(f"--snapshot-every-min must be above 0 and below --budget-min, got {cfg.snapshot_every_min:g}")
+    for name in ("width", "threads", "jobs"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
     if cfg.out is not None:
@@ -142,6 +151,8 @@ def _command(cfg: QualityConfig, recipe: str, seed: int, run_dir: Path) -> list[
             cmd += ["--max-images", str(cfg.max_images)]
         if cfg.log_every_steps != TrainConfig().log_every_steps:
             cmd += ["--log-every-steps", str(cfg.log_every_steps)]
+        if cfg.snapshot_every_min is not None:
+            cmd += ["--keep-every-minutes", f"{cfg.snapshot_every_min:g}"]
         return cmd
     spec = dict(recipe=recipe, data=cfg.data, data_root=cfg.data_root, max_images=cfg.max_images,
                 width=cfg.width or 64, seed=seed, device=cfg.device, run_dir=str(run_dir),
@@ -157,28 +168,60 @@ def run_for_budget(cmd: list[str], *, started: Path, budget_s: float, log_path: 
     the exit) and the whole process. On an interrupt the process is stopped the
     same way (it saves its work) before the interrupt goes on.
     """
+    return run_side_by_side([(cmd, started, log_path)], budget_s=budget_s, setup_timeout_s=setup_timeout_s,
+                            stop_timeout_s=stop_timeout_s, env=env)[0]
+
+
+def run_side_by_side(jobs: list[tuple[list[str], Path, Path]], *, budget_s: float, setup_timeout_s: float,
+                     stop_timeout_s: float, env: dict | None = None) -> list[dict]:
+    """``run_for_budget`` for several (command, started, log) jobs at once, each on its own clock.
+
+    One loop polls every process (no threads), so an interrupt stops them all the same way.
+    """
     launch = time.perf_counter()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            while not started.exists() and proc.poll() is None:
-                if time.perf_counter() - launch > setup_timeout_s:
+    logs = [open(log_path, "w") for _, _, log_path in jobs]
+    procs: list[subprocess.Popen] = []
+    starts, stops, ends = [None] * len(jobs), [None] * len(jobs), [None] * len(jobs)
+    try:
+        for (cmd, _, _), log in zip(jobs, logs):
+            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
+        while any(end is None for end in ends):
+            now = time.perf_counter()
+            for i, ((_, started, log_path), proc) in enumerate(zip(jobs, procs)):
+                if ends[i] is not None:
+                    continue
+                if proc.poll() is not None:
+                    ends[i] = now
+                    starts[i] = now if starts[i] is None else starts[i]
+                elif starts[i] is None and started.exists():
+                    starts[i] = now
+                elif starts[i] is None and now - launch > setup_timeout_s:
                     raise UserError(f"training did not start within {setup_timeout_s:.0f} s; see {log_path}")
-                time.sleep(0.05)
-            train_start = time.perf_counter()
-            while proc.poll() is None and time.perf_counter() - train_start < budget_s:
-                time.sleep(0.05)
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # finish the step, save, exit
-                try:
-                    proc.wait(timeout=stop_timeout_s)
-                except subprocess.TimeoutExpired:
+                elif starts[i] is not None and stops[i] is None and now - starts[i] >= budget_s:
+                    proc.send_signal(signal.SIGTERM)  # finish the step, save, exit; the others train on
+                    stops[i] = now
+                elif stops[i] is not None and now - stops[i] > stop_timeout_s:
                     proc.kill()
-                    proc.wait()
-    end = time.perf_counter()
-    return {"returncode": proc.returncode, "setup_s": train_start - launch, "train_s": end - train_start,
-            "process_s": end - launch}
+            time.sleep(0.05)
+    finally:
+        for proc in procs:
+            _stop(proc, stop_timeout_s)
+        for log in logs:
+            log.close()
+    return [{"returncode": proc.returncode, "setup_s": start - launch, "train_s": end - start,
+             "process_s": end - launch} for proc, start, end in zip(procs, starts, ends)]
+
+
+def _stop(proc: subprocess.Popen, timeout_s: float) -> None:
+    """SIGTERM: the process finishes its step, saves and exits; killed if it does not within ``timeout_s``."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _summary(run_dir: Path, checkpoint: Path) -> dict:
@@ -219,10 +262,8 @@ def _exit_on_sigterm(signum, frame):
 
 def _run(cfg: QualityConfig, command: str | None, out) -> dict:
     from ..data import DataSpec, load
-    from ..metrics.evaluate import evaluate
     from ..metrics.report import EvalOptions, RealData, prepare
     from ..runtime import choose_device
-    from ..sample import generate, load_generator, write
 
     load(DataSpec(name=cfg.data, root=cfg.data_root, max_images=cfg.max_images), progress=False)  # fail early
     device = choose_device(cfg.device)
@@ -236,46 +277,110 @@ def _run(cfg: QualityConfig, command: str | None, out) -> dict:
     env = {**os.environ, **({"OMP_NUM_THREADS": str(cfg.threads)} if cfg.threads else {})}
     results = {"command": command, "config": asdict(cfg), "device": str(device), "torch": torch.__version__,
                "cpu_count": os.cpu_count(), "rows": [], "ratios": {}}
-    total = len(cfg.seeds) * len(cfg.recipes)
+    tasks = [(seed, recipe) for seed in cfg.seeds for recipe in cfg.recipes]
+    together = "one after another" if cfg.jobs == 1 else f"{cfg.jobs} side by side"
     out(f"dcgan quality: {', '.join(cfg.recipes)} x seeds {', '.join(map(str, cfg.seeds))}, "
-        f"{_duration(cfg.budget_s)} of training each, one after another; results in {root}")
-    for seed in cfg.seeds:
-        for recipe in cfg.recipes:
-            name = f"{recipe}-seed{seed}"
+        f"{_duration(cfg.budget_s)} of training each, {together}; results in {root}")
+    for first in range(0, len(tasks), cfg.jobs):
+        batch = [(seed, recipe, f"{recipe}-seed{seed}") for seed, recipe in tasks[first:first + cfg.jobs]]
+        for k, (_, _, name) in enumerate(batch):
+            out(f"[{first + k + 1}/{len(tasks)}] {name}: training {_duration(cfg.budget_s)} "
+                f"(log {root / 'logs' / f'{name}.log'})")
+        timings = run_side_by_side(
+            [(_command(cfg, recipe, seed, root / "runs" / name), root / "runs" / name / "config.json",
+              root / "logs" / f"{name}.log") for seed, recipe, name in batch],
+            budget_s=cfg.budget_s, setup_timeout_s=cfg.setup_timeout_s, stop_timeout_s=cfg.stop_timeout_s, env=env,
+        )
+        # scored after the batch has trained, one at a time: evaluation never shares the machine with training
+        for (seed, recipe, name), timing in zip(batch, timings):
             run_dir, log_path = root / "runs" / name, root / "logs" / f"{name}.log"
-            out(f"[{len(results['rows']) + 1}/{total}] {name}: training {_duration(cfg.budget_s)} (log {log_path})")
-            timing = run_for_budget(
-                _command(cfg, recipe, seed, run_dir), started=run_dir / "config.json", budget_s=cfg.budget_s,
-                log_path=log_path, setup_timeout_s=cfg.setup_timeout_s, stop_timeout_s=cfg.stop_timeout_s, env=env,
-            )
             checkpoint = run_dir / ("checkpoints/latest.pt" if recipe in TRAINER_RECIPES else "generator.pt")
             row = {"recipe": recipe, "seed": seed, **timing}
             if timing["returncode"] not in STOP_EXIT_CODES or not checkpoint.is_file():
                 tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-5:])
                 row["error"] = f"exit code {timing['returncode']}; see {log_path}"
                 out(f"error: {name} failed ({row['error']}):\n{tail}")
-            else:
-                row.update(_summary(run_dir, checkpoint))
-                if row["collapsed"]:
-                    out(collapse_warning(recipe, seed, row["last"]) + " (at the end of training)")
-                G = load_generator(checkpoint, device)  # the EMA where kept; eval mode, recalibrated BN
-                result = evaluate(G, real, extractor, num_images=cfg.num_images, seed=seed, cache_key=key,
-                                  cache_dir=cfg.cache_dir, progress=not cfg.quick, precision_recall_k=3)
-                row["eval"] = result.to_dict()
-                row["grid"] = f"samples/{name}.png"
-                write(generate(G, 64, seed=seed), root / row["grid"], "grid")
-                out(f"    {row['steps']:,} steps, {row['images_seen']:,} images in {row['train_s']:.0f} s: "
-                    f"FID {result.fid:.3f}, KID {result.kid_mean:.5f}, IS {result.is_mean:.2f}, "
-                    f"smallest class {result.min_class} {result.min_class_share:.1%}"
-                    + ("  COLLAPSED" if row["collapsed"] else ""))
+                results["rows"].append(row)
+                continue
+            row.update(_summary(run_dir, checkpoint))
+            if row["collapsed"]:
+                out(collapse_warning(recipe, seed, row["last"]) + " (at the end of training)")
+            score = _scorer(cfg, device, real, extractor, key, seed)
+            row["eval"] = score(checkpoint, root / f"samples/{name}.png")
+            row["grid"] = f"samples/{name}.png"
+            out(f"    {row['steps']:,} steps, {row['images_seen']:,} images in {row['train_s']:.0f} s: "
+                + _scores(row["eval"]) + ("  COLLAPSED" if row["collapsed"] else ""))
             results["rows"].append(row)
-            results["ratios"] = fid_ratios(results["rows"])
-            _write_reports(root, results)
+            for minutes, snapshot in _snapshots(run_dir, below_min=cfg.budget_s / 60):
+                state = ckpt.load(snapshot)
+                snap = {"recipe": recipe, "seed": seed, "at_min": minutes, "train_s": state["train_seconds"],
+                        "steps": state["step"], "images_seen": state["step"] * state["config"]["batch_size"],
+                        "eval": score(snapshot, None)}
+                out(f"    at {minutes:g} min: {snap['steps']:,} steps: " + _scores(snap["eval"]))
+                results["rows"].append(snap)
+        results["ratios"] = fid_ratios(results["rows"])
+        results["time_to_quality"] = time_to_quality(results["rows"])
+        _write_reports(root, results)
     for seed, ratio in results["ratios"].items():
         out(f"seed {seed}: default FID / best baseline FID = {ratio['ratio']:.3f} "
             f"(default {ratio['default']:.3f}; best baseline {ratio['baseline']} {ratio['baseline_fid']:.3f})")
+    for seed, reached in results.get("time_to_quality", {}).items():
+        out(f"seed {seed}: " + _reached(reached))
     out(f"wrote {root / 'results.json'} and {root / 'results.md'}")
     return results
+
+
+def _scorer(cfg: QualityConfig, device, real, extractor, key, seed: int):
+    """Score a checkpoint the same way for every recipe and snapshot; write its grid when given a path."""
+    from ..metrics.evaluate import evaluate
+    from ..sample import generate, load_generator, write
+
+    def score(checkpoint: Path, grid: Path | None) -> dict:
+        G = load_generator(checkpoint, device)  # the EMA where kept; eval mode, recalibrated BN
+        result = evaluate(G, real, extractor, num_images=cfg.num_images, seed=seed, cache_key=key,
+                          cache_dir=cfg.cache_dir, progress=not cfg.quick, precision_recall_k=3)
+        if grid is not None:
+            write(generate(G, 64, seed=seed), grid, "grid")
+        return result.to_dict()
+
+    return score
+
+
+def _scores(e: dict) -> str:
+    return (f"FID {e['fid']:.3f}, KID {e['kid_mean']:.5f}, IS {e['is_mean']:.2f}, "
+            f"smallest class {e['min_class']} {e['min_class_share']:.1%}")
+
+
+def _snapshots(run_dir: Path, below_min: float) -> list[tuple[float, Path]]:
+    """The trainer's checkpoints/minute_M.pt (--keep-every-minutes) before the budget's end, by minute.
+
+    One at the budget itself may or may not land before SIGTERM; the final row covers that minute."""
+    found = [(float(p.stem.removeprefix("minute_")), p) for p in (run_dir / "checkpoints").glob("minute_*.pt")]
+    return sorted((m, p) for m, p in found if m < below_min - 1e-9)
+
+
+def time_to_quality(rows: list[dict]) -> dict[int, dict]:
+    """Per seed: the first snapshot of the default recipe whose FID is at most the better baseline's final FID."""
+    ratios = fid_ratios(rows)
+    reached = {}
+    for seed, ratio in ratios.items():
+        snaps = sorted((r["at_min"], r["eval"]["fid"]) for r in rows
+                       if r["recipe"] == "default" and r["seed"] == seed and "at_min" in r)
+        if not snaps:
+            continue
+        first = next(((m, fid) for m, fid in snaps if fid <= ratio["baseline_fid"]), None)
+        reached[seed] = {"baseline": ratio["baseline"], "baseline_fid": ratio["baseline_fid"],
+                         "minutes": None if first is None else first[0],
+                         "fid": None if first is None else first[1], "snapshots": [m for m, _ in snaps]}
+    return reached
+
+
+def _reached(r: dict) -> str:
+    if r["minutes"] is None:
+        return (f"no default snapshot ({', '.join(f'{m:g}' for m in r['snapshots'])} min) reached the "
+                f"{r['baseline']}'s final FID {r['baseline_fid']:.3f}")
+    return (f"the default reached the {r['baseline']}'s final FID {r['baseline_fid']:.3f} by "
+            f"{r['minutes']:g} min of training (FID {r['fid']:.3f})")
 
 
 def _duration(seconds: float) -> str:
@@ -284,7 +389,7 @@ def _duration(seconds: float) -> str:
 
 def fid_ratios(rows: list[dict]) -> dict[int, dict]:
     """Per seed: default's FID over the better (lower) of the classic and newcomer FIDs."""
-    fids = {(r["recipe"], r["seed"]): r["eval"]["fid"] for r in rows if "eval" in r}
+    fids = {(r["recipe"], r["seed"]): r["eval"]["fid"] for r in rows if "eval" in r and "at_min" not in r}
     ratios = {}
     for seed in sorted({s for _, s in fids}):
         baselines = {r: fids[(r, seed)] for r in BASELINES if (r, seed) in fids}
@@ -322,7 +427,9 @@ def format_markdown(results: dict) -> str:
         "# Sample quality for equal training time", "",
         (f"`{results['command']}` " if results.get("command") else "")
         + f"on {results['device']} ({results['cpu_count']} CPUs, torch {results['torch']}): "
-        f"{_duration(cfg['budget_s'])} of training per recipe and seed, one run at a time; "
+        f"{_duration(cfg['budget_s'])} of training per recipe and seed, "
+        + ("one run at a time" if cfg.get("jobs", 1) == 1 else f"{cfg['jobs']} runs side by side")
+        + (f" ({cfg['threads']} thread{'s' if cfg['threads'] > 1 else ''} each)" if cfg.get("threads") else "") + "; "
         f"{cfg['num_images']:,} generated images per evaluation with the offline digit evaluator against the "
         f"{cfg['data']} training images. Every generator (the EMA one for `default`) is sampled in eval mode "
         "with its batch-norm statistics recalibrated on noise.", "",
@@ -335,16 +442,20 @@ def format_markdown(results: dict) -> str:
             lines.append(f"| {r['recipe']} | {r['seed']} | failed: {r['error']} | | | | | | | | | | |")
             continue
         e = r["eval"]
+        snapshot = "at_min" in r
+        recipe = f"{r['recipe']} at {r['at_min']:g} min" if snapshot else r["recipe"]
         lines.append(
-            f"| {r['recipe']} | {r['seed']} | {e['fid']:.2f} | {e['kid_mean']:.4f} | {e['is_mean']:.2f} | "
+            f"| {recipe} | {r['seed']} | {e['fid']:.2f} | {e['kid_mean']:.4f} | {e['is_mean']:.2f} | "
             f"{_share(e.get('precision'))} | {_share(e.get('recall'))} | "
             f"{e['min_class']}: {e['min_class_share']:.1%} | {_largest(e)} | {_duration(r['train_s'])} | {r['steps']:,} | "
-            f"{r['images_seen']:,} | {'**yes**' if r['collapsed'] else 'no'} |"
+            f"{r['images_seen']:,} | {'-' if snapshot else '**yes**' if r['collapsed'] else 'no'} |"
         )
     lines.append("")
     for seed, ratio in results["ratios"].items():
         lines.append(f"- seed {seed}: default FID / best baseline FID = **{ratio['ratio']:.3f}** "
                      f"({ratio['baseline']} was the better baseline)")
+    for seed, reached in results.get("time_to_quality", {}).items():
+        lines.append(f"- seed {seed}: {_reached(reached)}")
     lines += ["", "Collapsed: D(x) > 0.99, D(G(z)) < 0.01 and loss_G > 5 over the last "
               f"3 logged windows of {cfg['log_every_steps']} steps.", ""]
     for r in results["rows"]:
