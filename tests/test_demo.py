@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from dcgan import checkpoint as ckpt
 from dcgan.cli import main
 from dcgan.data import to_uint8
 from dcgan.demo import (
@@ -201,15 +200,16 @@ def test_cli_mistakes_are_one_line(capsys, run, tmp_path):
         _one_line_error(capsys, ["demo", run, "--port", str(s.getsockname()[1])], "cannot listen on 127.0.0.1:")
 
 
-def test_conditional_checkpoint_is_refused_not_faked(capsys, run, tmp_path):
-    pytest.importorskip("gradio")
-    state = ckpt.load(run)
-    state["config"]["num_classes"] = 10
-    ckpt.save({k: v for k, v in state.items() if k not in ("format", "version")}, tmp_path / "cond.pt")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _one_line_error(capsys, ["demo", str(tmp_path / "cond.pt"), "--port", str(port)], "num_classes=10")
+def test_a_conditional_run_serves_every_class_as_sample_draws_it(tmp_path, tiny_train):
+    run = tmp_path / "cond"
+    assert main(["train", "--conditional", *tiny_train, "--max-images", "128", "--run-dir", str(run)]) == 0
+    from dcgan.sample import load_generator
+
+    G = load_generator(run, torch.device("cpu"))
+    model = DemoModel(G, directions=latent_directions(G), num_classes=10)
+    assert main(["sample", str(run), "--seeds", "5", "--class", "3", "-o", str(tmp_path / "s.npz")]) == 0
+    assert np.array_equal(model.seed_image(5, 3).permute(1, 2, 0).numpy(), np.load(tmp_path / "s.npz")["images"][0])
+    assert not torch.equal(model.seed_image(5, 3), model.seed_image(5, 4))
 
 
 def test_missing_gradio_names_the_extra(capsys, run, monkeypatch):

@@ -71,6 +71,8 @@ _TRAIN_OPTIONS = [
                           "max-autotune or max-autotune-no-cudagraphs"),
 ]
 _TRAIN_SWITCHES = [
+    ("conditional", "class-conditional G(z, y) and D(x, y) on labelled data: mnist-5k, mnist, fashion-mnist, "
+                    "cifar10, or --data folder with one sub-folder per class"),
     ("compile", "torch.compile G and D"),
     ("channels_last", "channels_last memory format (default: on)"),
     ("in_memory", "hold the decoded dataset in memory (default: when it fits)"),
@@ -99,6 +101,10 @@ def _generator_args(p, device: str = "auto", device_help: str | None = None) -> 
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
 
 
+def _class_arg(p, text: str = "draw this class of a class-conditional run: a name or an index") -> None:
+    p.add_argument("--class", dest="class_name", metavar="NAME_OR_INDEX", help=text)
+
+
 def _extractor_args(p) -> None:
     """The feature network of eval, nearest and stats, and where its weights are."""
     p.add_argument("--extractor", choices=("digits", "inception"),
@@ -116,6 +122,8 @@ def _add_sample(sub) -> None:
     p.add_argument("--format", choices=("grid", "folder", "npz"), help="default: from --out")
     p.add_argument("--seed", type=int, default=0)
     _generator_args(p)
+    _class_arg(p, "only this class of a class-conditional run, a name or an index (default: a grid has one "
+                  "row per class; other formats cycle through the classes and an .npz stores them as labels)")
     p.add_argument("--seeds", help="one image per seed, e.g. 0-63 or 3,10-20: image k comes from seed k alone "
                    "(a labelled grid, one seedNNNNNN.png per seed in a folder, or an .npz with the seeds); "
                    "replaces -n and --seed")
@@ -272,6 +280,7 @@ def _add_interpolate(sub) -> None:
     p.add_argument("--fps", type=float, default=12.0, help="frames per second of a GIF or MP4 (default: 12)")
     p.add_argument("-o", "--out", default="walk.png", help="a .png strip grid, .gif or .mp4 (default: walk.png)")
     _generator_args(p)
+    _class_arg(p)
 
 
 def _add_arithmetic(sub) -> None:
@@ -285,6 +294,7 @@ def _add_arithmetic(sub) -> None:
     p.add_argument("-o", "--out", default="arithmetic.png", help="a .png (default: arithmetic.png)")
     p.add_argument("--scale", type=int, default=2, help="pixels per image pixel in the grid (default: 2)")
     _generator_args(p)
+    _class_arg(p)
 
 
 def _add_animate(sub) -> None:
@@ -391,7 +401,10 @@ def _sample(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .runtime import choose_device
-    from .sample import check_output, generate, infer_format, load_generator, output_path, write
+    from .sample import (
+        check_output, chosen_class, class_labels, class_rows, generate, infer_format, load_generator, one_class,
+        output_path, write,
+    )
 
     if args.num_images < 1:
         raise UserError(f"--num-images must be at least 1, got {args.num_images}")
@@ -404,11 +417,18 @@ def _sample(args: argparse.Namespace) -> int:
 
         seeds = parse_seeds(args.seeds)
         G = load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema)
-        write_seed_images(seed_images(G, seeds), seeds, out, fmt)
+        write_seed_images(seed_images(one_class(G, args.class_name, "--seeds"), seeds), seeds, out, fmt)
         print(f"wrote {len(seeds)} images (seeds {args.seeds}) to {out}")
         return 0
     G = load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema)
-    write(generate(G, args.num_images, seed=args.seed), out, fmt)
+    label = chosen_class(G, args.class_name)
+    if G.num_classes and label is None and fmt == "grid":
+        images, nrow = class_rows(G, args.num_images, seed=args.seed)
+        write(images, out, fmt, nrow=nrow)
+        print(f"wrote {len(images)} images, one row of {nrow} per class, to {out}")
+        return 0
+    labels = class_labels(G, 0, args.num_images, label)
+    write(generate(G, args.num_images, seed=args.seed, label=label), out, fmt, labels=labels)
     print(f"wrote {args.num_images} images to {out}")
     return 0
 
@@ -494,7 +514,7 @@ def _interpolate(args: argparse.Namespace) -> int:
     from .explore import ANIMATION_SUFFIXES, check_output_file, images_of, walk_latents, write_walk
     from .latent import parse_seeds
     from .runtime import choose_device
-    from .sample import load_generator
+    from .sample import load_generator, one_class
 
     out = Path(args.out)
     check_output_file(out, (".png", *ANIMATION_SUFFIXES))
@@ -503,7 +523,8 @@ def _interpolate(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     if args.direction is None and len(seeds) < 2:
         raise UserError("a walk needs at least two seeds (or --direction SEED to move along one direction)")
-    G = load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema)
+    G = one_class(load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema),
+                  args.class_name, "interpolate")
     z = walk_latents(seeds, G.latent_dim, frames=args.frames, mode=args.mode, loop=args.loop,
                      direction_seed=args.direction, distance=args.distance)
     frames = images_of(G, z.flatten(0, 1)).unflatten(0, z.shape[:2])
@@ -518,14 +539,15 @@ def _arithmetic(args: argparse.Namespace) -> int:
 
     from .explore import arithmetic, atomic_path, check_output_file, labelled_grid, parse_expression
     from .runtime import choose_device
-    from .sample import load_generator
+    from .sample import load_generator, one_class
 
     out = Path(args.out)
     check_output_file(out, (".png",))
     if args.scale < 1:
         raise UserError(f"--scale must be at least 1, got {args.scale}")
     terms = parse_expression(args.expression)
-    G = load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema)
+    G = one_class(load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema),
+                  args.class_name, "arithmetic")
     images, labels = arithmetic(G, terms)
     grid = labelled_grid(images, labels, nrow=len(images), scale=args.scale)
     with atomic_path(out) as tmp:

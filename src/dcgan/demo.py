@@ -65,7 +65,14 @@ def latent_directions(
     """
     device = next(G.parameters()).device
     z = torch.randn(num_probes, G.latent_dim, generator=torch.Generator().manual_seed(seed))
-    x = torch.cat([G(b.to(device)).flatten(1).double().cpu() for b in z.split(batch_size)])
+    if getattr(G, "num_classes", 0):  # a conditional G: over every class alike
+        from .sample import class_labels
+
+        y = class_labels(G, 0, num_probes)
+        x = torch.cat([G(b.to(device), l.to(device)).flatten(1).double().cpu()
+                       for b, l in zip(z.split(batch_size), y.split(batch_size))])
+    else:
+        x = torch.cat([G(b.to(device)).flatten(1).double().cpu() for b in z.split(batch_size)])
     z = z.double()
     cross = (z - z.mean(0)).T @ (x - x.mean(0)) / num_probes  # [latent_dim, pixels]
     u = torch.linalg.svd(cross, full_matrices=False).U[:, :num_directions].T
@@ -78,10 +85,8 @@ def latent_directions(
 class DemoModel:
     """What the page computes, without the page: images from seeds, steered z, walks.
 
-    ``num_classes`` is None for an unconditional generator. Class-conditional
-    generators do not exist in this package yet; when they do, they are expected to
-    take ``G(z, labels)`` with ``labels`` a LongTensor [B], which is the only place
-    the label enters here.
+    ``num_classes`` is None for an unconditional generator; a class-conditional one
+    takes ``G(z, labels)`` with ``labels`` a LongTensor [B], the only place the label enters here.
     """
 
     def __init__(self, G: Generator, *, directions: torch.Tensor, num_classes: int | None = None) -> None:
@@ -278,7 +283,8 @@ def build_demo(
         gr.Markdown(f"## {title}\n{info}")
         if num_classes is not None:
             # Shown only for a checkpoint whose config has num_classes (a class-conditional run).
-            label = gr.Dropdown([(f"class {k}", k) for k in range(num_classes)], value=0, label="class",
+            names = getattr(G, "class_names", ()) or [str(k) for k in range(num_classes)]
+            label = gr.Dropdown([(f"class {names[k]}", k) for k in range(num_classes)], value=0, label="class",
                                 elem_id="class")
         else:
             label = gr.State(None)
@@ -388,8 +394,8 @@ def serve(
         # synchronisation, and Gradio already runs handlers in concurrent threads.
         torch.set_num_threads(1)
     config = ckpt.load(run)["config"]
-    num_classes = config.get("num_classes")
-    G = _load(run, device, ema=ema, num_classes=num_classes)
+    num_classes = len(config.get("class_names") or ()) if config.get("conditional") else None
+    G = _load(run, device, ema=ema)
     info = (f"`{Path(run).resolve().name}`: {config['image_size']}×{config['image_size']}, "
             f"{config['channels']} channel(s), z of {config['latent_dim']}, "
             f"{'EMA' if ema else 'raw'} generator, on {device.type}")
@@ -410,15 +416,10 @@ def serve(
             os.environ["GRADIO_TEMP_DIR"] = previous_cache
 
 
-def _load(run: str | Path, device: torch.device, *, ema: bool, num_classes: int | None) -> Generator:
+def _load(run: str | Path, device: torch.device, *, ema: bool) -> Generator:
     from .sample import load_generator
 
-    G = load_generator(run, device, ema=ema)
-    if num_classes is not None and getattr(G, "num_classes", None) is None:
-        # Not faked: without a generator that takes labels there is no honest class picker.
-        raise UserError(f"{run} is class-conditional (num_classes={num_classes}), "
-                        "but this dcgan's generator has no class input")
-    return G
+    return load_generator(run, device, ema=ema)
 
 
 def _launch(demo, host: str, port: int) -> None:

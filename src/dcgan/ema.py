@@ -59,6 +59,9 @@ def recalibrated(
         m.momentum = None  # cumulative moving average: every batch counts equally
     model.train()
     rng = torch.Generator(device=device).manual_seed(seed)
+    num_classes = getattr(model, "num_classes", 0)
+    labels = torch.arange(batch_size, device=device) % num_classes if num_classes else None  # every class alike
     for _ in range(num_batches):
-        model(torch.randn(batch_size, model.latent_dim, device=device, generator=rng))
+        z = torch.randn(batch_size, model.latent_dim, device=device, generator=rng)
+        model(z) if labels is None else model(z, labels)
     return model.eval()

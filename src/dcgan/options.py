@@ -73,6 +73,12 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
             continued_from = source_run
         cfg = TrainConfig.from_dict(values)
     cfg = cfg.resolved()
+    if cfg.conditional and not cfg.class_names:  # a new conditional run: its data's classes, or one line
+        from .data import class_names
+
+        cfg = dataclasses.replace(cfg, class_names=class_names(cfg.data, cfg.data_root))
+    elif not cfg.conditional and cfg.class_names:
+        cfg = dataclasses.replace(cfg, class_names=())
     validate(cfg)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
     check_run_dir(run_dir, new=state is None or continued_from is not None)

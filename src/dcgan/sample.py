@@ -1,4 +1,8 @@
-"""Images from a checkpoint: a grid PNG, a folder of PNGs, or an .npz of uint8 arrays."""
+"""Images from a checkpoint: a grid PNG, a folder of PNGs, or an .npz of uint8 arrays.
+
+A class-conditional generator draws image ``i`` of a set as class ``i mod K`` (every class equally
+often, ``class_labels``) unless one class is asked for; its grid has one row per class.
+"""
 
 from __future__ import annotations
 
@@ -35,30 +39,114 @@ def load_generator(path: str | Path, device: torch.device, *, ema: bool = True) 
         G.load_state_dict(weights)
     except RuntimeError as e:
         raise UserError(f"checkpoint weights do not fit its own config: {str(e).splitlines()[0]}") from None
+    G.class_names = cfg.class_names if cfg.conditional else ()  # for --class by name
     return recalibrated(G.to(device), seed=cfg.seed)
+
+
+class OneClass(nn.Module):
+    """A class-conditional generator fixed to one class: ``G(z)`` like an unconditional one.
+
+    What the latent-space tools (seed grids, walks, arithmetic) draw from a conditional run.
+    """
+
+    def __init__(self, G: Generator, label: int) -> None:
+        super().__init__()
+        self.G, self.label = G, label
+        self.latent_dim, self.channels, self.image_size, self.num_classes = G.latent_dim, G.channels, G.image_size, 0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.G(z, torch.full((len(z),), self.label, dtype=torch.long, device=z.device))
+
+
+def chosen_class(G: Generator, text: str | None) -> int | None:
+    """``--class`` as an index into G's classes (None when not given); one line when it does not apply."""
+    if text is None:
+        return None
+    return parse_class(text, getattr(G, "class_names", ()) if G.num_classes else ())
+
+
+def one_class(G: Generator, text: str | None, command: str) -> nn.Module:
+    """G itself when unconditional; a conditional G fixed to ``--class``, which it then needs."""
+    label = chosen_class(G, text)
+    if not G.num_classes:
+        return G
+    if label is None:
+        shown = ", ".join(G.class_names[:20]) + (", ..." if len(G.class_names) > 20 else "")
+        raise UserError(f"this run is class-conditional: {command} needs --class NAME_OR_INDEX (classes: {shown})")
+    return OneClass(G, label)
+
+
+def class_labels(generator: nn.Module, start: int, stop: int, label: int | None = None) -> torch.Tensor | None:
+    """The classes of images ``start..stop-1`` of a set: ``label``, or each class in turn; None if unconditional."""
+    num_classes = getattr(generator, "num_classes", 0)
+    if not num_classes:
+        if label is not None:
+            raise UserError("this generator is unconditional; --class applies to class-conditional runs")
+        return None
+    if label is not None:
+        return torch.full((stop - start,), label, dtype=torch.long)
+    return torch.arange(start, stop) % num_classes
+
+
+def class_grid(num_images: int, num_classes: int) -> tuple[torch.Tensor, int]:
+    """Labels for a grid with one row per class (``num_images // num_classes`` columns), and the row length."""
+    columns = num_images // num_classes
+    if columns == 0:  # fewer images than classes: one of each of the first classes
+        return torch.arange(num_images), num_images
+    return torch.arange(columns * num_classes) // columns, columns
+
+
+def parse_class(text: str, class_names: tuple[str, ...] | list[str]) -> int:
+    """``--class``: a class name, or an index into the run's classes."""
+    if not class_names:
+        raise UserError("--class applies to class-conditional runs (dcgan train --conditional); this one is not")
+    if text in class_names:
+        return list(class_names).index(text)
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if 0 <= index < len(class_names):
+            return index
+        raise UserError(f"--class {index} is out of range; this run has classes 0 to {len(class_names) - 1}")
+    shown = ", ".join(class_names[:20]) + (", ..." if len(class_names) > 20 else "")
+    raise UserError(f"unknown class {text!r}; this run's classes are {shown}")
 
 
 @torch.no_grad()
 def generated_batches(
     generator: nn.Module, num_images: int, *, seed: int, batch_size: int, rank: int = 0, world_size: int = 1,
+    label: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """uint8 batches of ``num_images`` generated images, reproducible for a seed.
 
     Under torchrun each rank draws the same noise and generates its slice of every batch,
-    so the ranks together generate exactly the images of one process.
+    so the ranks together generate exactly the images of one process. A conditional generator
+    draws the classes of ``class_labels``.
     """
     device = next(generator.parameters()).device
     rng = torch.Generator(device=device).manual_seed(seed)
     for start in range(0, num_images, batch_size):
         n = min(batch_size, num_images - start)
         z = torch.randn(n, generator.latent_dim, device=device, generator=rng)[rank::world_size]
+        y = class_labels(generator, start, start + n, label)
         if len(z):
-            yield to_uint8(generator(z))
+            yield to_uint8(generator(z) if y is None else generator(z, y[rank::world_size].to(device)))
 
 
-def generate(G: Generator, num_images: int, *, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
+def generate(G: Generator, num_images: int, *, seed: int = 0, batch_size: int = 500,
+             label: int | None = None) -> torch.Tensor:
     """``num_images`` uint8 images [N, C, H, W] on the CPU, reproducible for a seed."""
-    return torch.cat([b.cpu() for b in generated_batches(G, num_images, seed=seed, batch_size=batch_size)])
+    return torch.cat([b.cpu() for b in generated_batches(G, num_images, seed=seed, batch_size=batch_size,
+                                                         label=label)])
+
+
+def class_rows(G: Generator, num_images: int, *, seed: int = 0) -> tuple[torch.Tensor, int]:
+    """A conditional generator's grid images, one row per class, and the row length."""
+    labels, nrow = class_grid(num_images, G.num_classes)
+    device = next(G.parameters()).device
+    rng = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        z = torch.randn(len(labels), G.latent_dim, device=device, generator=rng)
+        return to_uint8(G(z, labels.to(device))).cpu(), nrow
 
 
 def output_path(out: Path, fmt: str) -> Path:
@@ -94,20 +182,27 @@ def infer_format(out: Path, fmt: str | None) -> str:
     raise UserError(f"cannot tell the format from {out}; use a .png, .npz or folder path, or --format")
 
 
-def write(images: torch.Tensor, out: Path, fmt: str) -> None:
-    """Write uint8 images [N, C, H, W]; a grid or .npz appears whole or not at all."""
+def write(images: torch.Tensor, out: Path, fmt: str, *, labels: torch.Tensor | None = None,
+          nrow: int | None = None) -> None:
+    """Write uint8 images [N, C, H, W]; a grid or .npz appears whole or not at all.
+
+    ``labels`` (a conditional generator's classes) go into an .npz beside the images; ``nrow``
+    sets a grid's row length (default: a square)."""
     from PIL import Image
     from torchvision.utils import make_grid
 
     with written("images", out):
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "grid":
-            grid = make_grid(images, nrow=max(1, int(math.ceil(math.sqrt(len(images))))), padding=2)
+            grid = make_grid(images, nrow=nrow or max(1, int(math.ceil(math.sqrt(len(images))))), padding=2)
             with atomic_path(out) as tmp:
                 Image.fromarray(grid.permute(1, 2, 0).numpy().squeeze()).save(tmp, format="PNG")
         elif fmt == "npz":
             with atomic_path(out) as tmp, open(tmp, "wb") as f:
-                np.savez_compressed(f, images=images.permute(0, 2, 3, 1).numpy())  # N, H, W, C uint8
+                arrays = {"images": images.permute(0, 2, 3, 1).numpy()}  # N, H, W, C uint8
+                if labels is not None:
+                    arrays["labels"] = labels.numpy()
+                np.savez_compressed(f, **arrays)
         else:
             out.mkdir(parents=True, exist_ok=True)
             for i, image in enumerate(images):

@@ -29,20 +29,22 @@ class Logits(nn.Module):
         super().__init__()
         self.discriminator = discriminator
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.discriminator.logits(x)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.discriminator.logits(x, y)
 
 
 def train_step(
     G: nn.Module, D_logits: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer,
     real: torch.Tensor, z: torch.Tensor, *, real_label: float = 1.0, amp=None,
     scaler_G: torch.amp.GradScaler | None = None, scaler_D: torch.amp.GradScaler | None = None,
-    r1_weight: float = 0.0,
+    r1_weight: float = 0.0, y_real: torch.Tensor | None = None, y_fake: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One DCGAN step; returns the detached statistics [loss_D, loss_G, D(x), D(G(z)) before, after].
 
     ``r1_weight`` > 0 adds ``r1_weight x`` the R1 penalty to D's loss in this step (lazy
     regularisation: the trainer passes gamma / 2 x the interval on every interval-th step).
+    A class-conditional step takes the real images' labels ``y_real`` and the labels ``y_fake`` that G
+    draws; D then judges each image as a member of its class.
     """
     amp = amp if amp is not None else nullcontext()  # reusable: entered once per phase
     scaler_G = scaler_G or torch.amp.GradScaler(enabled=False)
@@ -53,9 +55,9 @@ def train_step(
     if r1_weight:
         real = real.detach().requires_grad_(True)
     with amp:
-        fake = G(z)
-        logits_real = D_logits(real)
-        logits_fake = D_logits(fake.detach())  # detached: the D step sends no gradient into G
+        fake = G(z) if y_fake is None else G(z, y_fake)
+        logits_real = D_logits(real, y_real)
+        logits_fake = D_logits(fake.detach(), y_fake)  # detached: the D step sends no gradient into G
         loss_D = discriminator_loss(logits_real, logits_fake, real_label)
     penalty = r1_weight * r1_penalty(logits_real, real) if r1_weight else 0.0
     scaler_D.scale(loss_D + penalty).backward()
@@ -65,7 +67,7 @@ def train_step(
     # (2) Update G network: maximize log(D(G(z)))
     opt_G.zero_grad(set_to_none=True)
     with amp:
-        logits_fake_after = D_logits(fake)
+        logits_fake_after = D_logits(fake, y_fake)
         loss_G = generator_loss(logits_fake_after)
     scaler_G.scale(loss_G).backward()
     scaler_G.step(opt_G)
@@ -82,12 +84,14 @@ def train_step(
 
 def build_generator(cfg: TrainConfig) -> Generator:
     """The generator a config describes (training, and loading one from a checkpoint)."""
-    return Generator(latent_dim=cfg.latent_dim, channels=cfg.channels, image_size=cfg.image_size, width=cfg.g_width)
+    return Generator(latent_dim=cfg.latent_dim, channels=cfg.channels, image_size=cfg.image_size, width=cfg.g_width,
+                     num_classes=cfg.num_classes)
 
 
 def build_models(cfg: TrainConfig) -> tuple[Generator, Discriminator]:
     G = build_generator(cfg)
-    D = Discriminator(channels=cfg.channels, image_size=cfg.image_size, width=cfg.d_width)
+    D = Discriminator(channels=cfg.channels, image_size=cfg.image_size, width=cfg.d_width,
+                      num_classes=cfg.num_classes)
     return G, D
 
 
@@ -134,12 +138,13 @@ class Step:
         for m in self.networks:
             m.train()
 
-    def __call__(self, real: torch.Tensor, z: torch.Tensor, *, r1_weight: float = 0.0) -> torch.Tensor:
+    def __call__(self, real: torch.Tensor, z: torch.Tensor, *, r1_weight: float = 0.0, **labels) -> torch.Tensor:
         d_steps = self.d_steps
         if self.compiled:
             torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs (reduce-overhead) may reuse last step's outputs
         try:
-            return train_step(*self.networks, self.opt_G, self.opt_D, real, z, r1_weight=r1_weight, **self.args)
+            return train_step(*self.networks, self.opt_G, self.opt_D, real, z, r1_weight=r1_weight, **labels,
+                              **self.args)
         except Exception as e:
             if not self.compiled:
                 raise
@@ -148,7 +153,8 @@ class Step:
             print0(f"notice: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                    "running eagerly")
             self.networks = self.eager
-            return train_step(*self.networks, self.opt_G, self.opt_D, real, z, r1_weight=r1_weight, **self.args)
+            return train_step(*self.networks, self.opt_G, self.opt_D, real, z, r1_weight=r1_weight, **labels,
+                              **self.args)
 
 
 @dataclass

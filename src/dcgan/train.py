@@ -70,12 +70,12 @@ class Trainer:
         seed_everything(cfg.seed + self.dist.rank)
         spec = DataSpec(
             name=cfg.data, root=cfg.data_root, channels=cfg.channels, image_size=cfg.image_size,
-            in_memory=cfg.in_memory, max_images=cfg.max_images, download=cfg.download,
+            in_memory=cfg.in_memory, max_images=cfg.max_images, download=cfg.download, labels=cfg.conditional,
         )
         data = load(spec, progress=not cfg.quiet and self.dist.is_main)
         self.batches = Batches(
             data, cfg.batch_size, seed=cfg.seed, device=self.device, rank=self.dist.rank,
-            world_size=self.dist.world_size, num_workers=cfg.num_workers,
+            world_size=self.dist.world_size, num_workers=cfg.num_workers, labels=cfg.conditional,
         )
         # None: no step limit, the --minutes budget alone ends the run
         self.total_steps = 1 if cfg.dry_run else (
@@ -135,8 +135,8 @@ class Trainer:
         with on_signals(self.stop):
             done = False
             while not done and self.stop_reason is None:
-                for real_u8 in self.batches.epoch(self.epoch, self.step_in_epoch):
-                    self._train_on(real_u8)  # (1) update D on a real and a fake batch, then G
+                for batch in self.batches.epoch(self.epoch, self.step_in_epoch):
+                    self._train_on(batch)  # (1) update D on a real and a fake batch, then G
                     done = self._finished()
                     self._log_on_schedule(done)  # (2) a metrics row: the only host synchronisation
                     self.emit("after_step", done)  # (3) samples, evaluation, checkpoints on their schedules
@@ -163,13 +163,18 @@ class Trainer:
         self.collapse = CollapseDetector()
         self.train_step.train()
 
-    def _train_on(self, real_u8: torch.Tensor) -> None:
+    def _train_on(self, batch) -> None:
+        real_u8, y_real = batch if self.cfg.conditional else (batch, None)
         real = to_model_range(real_u8).contiguous(memory_format=self.memory_format)
-        z = torch.randn(
-            self.images_per_step, self.cfg.latent_dim, device=self.device, generator=self.noise_rng
-        )[self.dist.rank :: self.dist.world_size]
+        shard = slice(self.dist.rank, None, self.dist.world_size)
+        z = torch.randn(self.images_per_step, self.cfg.latent_dim, device=self.device, generator=self.noise_rng)[shard]
+        labels = {}
+        if self.cfg.conditional:  # G draws every class equally often, from the same stream as z
+            y_fake = torch.randint(self.cfg.num_classes, (self.images_per_step,), device=self.device,
+                                   generator=self.noise_rng)[shard]
+            labels = {"y_real": y_real, "y_fake": y_fake}
         self._schedule_lr()
-        stats = self._step(real, z)
+        stats = self._step(real, z, **labels)
         self.ema.update(self.G, self.step)
         self.stats_sum += stats
         self.stats_count += 1
@@ -220,10 +225,11 @@ class Trainer:
         self.emit("close")
         return self.run_dir
 
-    def _step(self, real: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def _step(self, real: torch.Tensor, z: torch.Tensor, **labels) -> torch.Tensor:
         cfg = self.cfg
         lazy_r1 = cfg.r1_gamma and self.step % cfg.r1_every_steps == 0
-        return self.train_step(real, z, r1_weight=cfg.r1_gamma / 2 * cfg.r1_every_steps if lazy_r1 else 0.0)
+        return self.train_step(real, z, r1_weight=cfg.r1_gamma / 2 * cfg.r1_every_steps if lazy_r1 else 0.0,
+                               **labels)
 
     def _finished(self) -> bool:
         """The step limit is reached, or the time budget is spent (all ranks agree, at log steps)."""
@@ -328,13 +334,20 @@ class Trainer:
     def save_samples(self, name: str) -> Path:
         from torchvision.utils import save_image
 
+        from .sample import class_grid
+
         G = recalibrated(self.ema.model, seed=self.cfg.seed)
+        z = self.fixed_noise.to(self.device)
+        nrow = int(math.sqrt(len(z))) or 1
         with torch.no_grad():
-            images = G(self.fixed_noise.to(self.device)).float().cpu()
+            if self.cfg.conditional:  # one row per class
+                labels, nrow = class_grid(len(z), self.cfg.num_classes)
+                images = G(z[: len(labels)], labels.to(self.device)).float().cpu()
+            else:
+                images = G(z).float().cpu()
         path = self.run_dir / "samples" / f"{name}.png"
         with written("a sample grid", path, "the checkpoints written so far are intact"), atomic_path(path) as tmp:
-            save_image(images, tmp, format="png", nrow=int(math.sqrt(len(images))) or 1, normalize=True,
-                       value_range=(-1, 1))
+            save_image(images, tmp, format="png", nrow=nrow, normalize=True, value_range=(-1, 1))
         self.emit("on_images", images)
         return path
 

@@ -31,12 +31,12 @@ class Batches:
     Under distributed training each rank takes a disjoint, strided shard of the
     epoch's order; ``batch_size`` is per rank. Incomplete batches are dropped so
     that every rank runs the same number of steps and batch norm never sees a
-    batch of one.
+    batch of one. With ``labels`` each batch is (images, labels [B]).
     """
 
     def __init__(
         self, data: InMemoryImages | Dataset, batch_size: int, *, seed: int, device: torch.device,
-        rank: int = 0, world_size: int = 1, num_workers: int = 2,
+        rank: int = 0, world_size: int = 1, num_workers: int = 2, labels: bool = False,
     ) -> None:
         per_rank = len(data) // world_size
         if batch_size > per_rank:
@@ -47,8 +47,12 @@ class Batches:
         self.data, self.batch_size, self.seed, self.device = data, batch_size, seed, device
         self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
         self.steps_per_epoch = per_rank // batch_size
-        if isinstance(data, InMemoryImages) and data.images.device != device:
-            self.data = data.to(device)
+        self.labels = labels
+        if isinstance(data, InMemoryImages):
+            if labels and data.labels is None:
+                raise UserError("these images have no class labels")
+            if data.images.device != device:
+                self.data = data.to(device)
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[torch.Tensor]:
         order = epoch_order(len(self.data), self.seed, epoch)
@@ -59,7 +63,8 @@ class Batches:
         if isinstance(self.data, InMemoryImages):
             order = order.to(self.device, non_blocking=True)
             for batch_indices in order.split(self.batch_size):
-                yield self.data.images.index_select(0, batch_indices)
+                images = self.data.images.index_select(0, batch_indices)
+                yield (images, self.data.labels.index_select(0, batch_indices)) if self.labels else images
             return
         loader = DataLoader(
             self.data, batch_size=self.batch_size, sampler=order.tolist(), drop_last=True,
@@ -67,4 +72,7 @@ class Batches:
             persistent_workers=False,
         )
         for batch in loader:
-            yield batch.to(self.device, non_blocking=True)
+            if self.labels:
+                yield batch[0].to(self.device, non_blocking=True), batch[1].to(self.device, non_blocking=True)
+            else:
+                yield batch.to(self.device, non_blocking=True)

@@ -73,9 +73,11 @@ def decode_cached(dataset: Dataset, spec: DataSpec, *, progress: bool = True) ->
         tensor, skipped = images
         if skipped:
             print(f"warning: skipped {len(skipped)} unreadable image file(s), e.g. {skipped[0]}")
+        labels = None
         if isinstance(dataset, ImageFolder):
             dataset.skipped = skipped
-        return InMemoryImages(tensor)
+            labels = dataset.labels_of_readable() if dataset.targets is not None else None
+        return InMemoryImages(tensor, labels)
 
     data = decode_all(dataset, progress=progress)
     skipped = dataset.skipped if isinstance(dataset, ImageFolder) else []

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..cache import cache_home
 from ..errors import UserError
-from .spec import DATASETS, DataSpec
+from .spec import CLASS_NAMES, DATASETS, LABELLED, DataSpec
 from .transforms import pil_transform, resize_uint8
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -109,15 +109,31 @@ def _torchvision(cls, spec: DataSpec, **kwargs):
         ) from None
 
 
+def class_names(name: str, root: str | None) -> tuple[str, ...]:
+    """The classes of a labelled dataset; one line naming what is labelled for any other."""
+    if name not in LABELLED:
+        raise UserError(
+            f"--conditional needs labelled data; {name} has no class labels here. Use "
+            f"{', '.join(LABELLED[:-1])}, or a folder with one sub-folder per class"
+        )
+    if name != "folder":
+        return CLASS_NAMES[name]
+    if root is None:
+        raise UserError("--data folder needs --data-root PATH (a folder of images)")
+    return ImageFolder(root, 1, 28, labelled=True).classes
+
+
 class ImageFolder(Dataset):
     """Every image file below a folder, recursively; each item is uint8 [C, S, S].
 
     Unreadable files are skipped with a count (``skipped``) rather than failing
     the whole run: one broken JPEG in 200k should not stop training. torchvision's
-    ImageFolder is not used because it requires one sub-folder per class.
+    ImageFolder is not used because it requires one sub-folder per class; with
+    ``labelled`` this one asks for the same (the class of a file is its first
+    sub-folder, classes in sorted order) and its items are (image, label).
     """
 
-    def __init__(self, root: str, channels: int, image_size: int) -> None:
+    def __init__(self, root: str, channels: int, image_size: int, *, labelled: bool = False) -> None:
         path = Path(root)
         if not path.is_dir():
             raise UserError(f"image folder not found: {root}")
@@ -130,6 +146,26 @@ class ImageFolder(Dataset):
             )
         self.transform = pil_transform(channels, image_size)
         self.skipped: list[str] = []
+        self.classes: tuple[str, ...] = ()
+        self.targets: list[int] | None = None
+        if labelled:
+            top = [p.relative_to(path).parts for p in self.files]
+            loose = [p for p, parts in zip(self.files, top) if len(parts) == 1]
+            if loose:
+                raise UserError(
+                    f"--conditional with --data folder needs one sub-folder per class; {len(loose)} image(s) "
+                    f"lie directly in {root}, e.g. {loose[0].name}"
+                )
+            self.classes = tuple(sorted({parts[0] for parts in top}))
+            if len(self.classes) < 2:
+                raise UserError(f"--conditional needs at least 2 classes; {root} has one sub-folder, {self.classes[0]}")
+            index = {name: i for i, name in enumerate(self.classes)}
+            self.targets = [index[parts[0]] for parts in top]
+
+    def labels_of_readable(self) -> torch.Tensor:
+        """The labels of the files that decoded, in order (decode_all drops the unreadable ones)."""
+        skipped = set(self.skipped)
+        return torch.tensor([t for f, t in zip(self.files, self.targets) if str(f) not in skipped], dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -146,12 +182,12 @@ class ImageFolder(Dataset):
             self.skipped.append(str(self.files[index]))
             return None
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        # streaming path: a bad file is replaced by its next readable neighbour
+    def __getitem__(self, index: int):
+        # streaming path: a bad file is replaced by its next readable neighbour (with its label)
         for offset in range(len(self.files)):
             image = self.load((index + offset) % len(self.files))
             if image is not None:
-                return image
+                return image if self.targets is None else (image, self.targets[(index + offset) % len(self.files)])
         raise UserError(f"no readable images in {self.files[0].parent}")
 
 
@@ -168,7 +204,7 @@ class InMemoryImages:
         return len(self.images)
 
     def to(self, device: torch.device) -> "InMemoryImages":
-        return InMemoryImages(self.images.to(device), self.labels)
+        return InMemoryImages(self.images.to(device), None if self.labels is None else self.labels.to(device))
 
 
 def load(spec: DataSpec, *, progress: bool = True) -> InMemoryImages | Dataset:
@@ -202,11 +238,17 @@ def load(spec: DataSpec, *, progress: bool = True) -> InMemoryImages | Dataset:
             images, labels = images[: spec.max_images], labels[: spec.max_images]
         data = InMemoryImages(resize_uint8(images, spec.channels, spec.image_size), labels)
         # these arrive decoded; --no-in-memory still streams them per sample through a DataLoader
-        return _TensorImages(data.images) if spec.in_memory is False else data
+        if spec.in_memory is False:
+            return _TensorImages(data.images, labels if spec.labels else None)
+        return data
 
+    if spec.labels and spec.name != "folder":
+        class_names(spec.name, spec.root)  # one line: no labels here
     dataset = _file_dataset(spec)
     if spec.max_images is not None and isinstance(dataset, ImageFolder):
         dataset.files = dataset.files[: spec.max_images]  # stays an ImageFolder: unreadable files are skipped
+        if dataset.targets is not None:
+            dataset.targets = dataset.targets[: spec.max_images]
     elif spec.max_images is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(spec.max_images, len(dataset))))
     nbytes = len(dataset) * spec.channels * spec.image_size**2
@@ -224,7 +266,7 @@ def _file_dataset(spec: DataSpec) -> Dataset:
     if spec.name == "folder":
         if spec.root is None:
             raise UserError("--data folder needs --data-root PATH (a folder of images)")
-        return ImageFolder(spec.root, spec.channels, spec.image_size)
+        return ImageFolder(spec.root, spec.channels, spec.image_size, labelled=spec.labels)
     transform = pil_transform(spec.channels, spec.image_size)
     if spec.name == "fake":
         shape = (3, spec.image_size, spec.image_size)
@@ -252,16 +294,16 @@ def _file_dataset(spec: DataSpec) -> Dataset:
 
 
 class _TensorImages(Dataset):
-    """Decoded uint8 images served one by one, as the streaming path serves files."""
+    """Decoded uint8 images served one by one, as the streaming path serves files (with labels: pairs)."""
 
-    def __init__(self, images: torch.Tensor) -> None:
-        self.images = images
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        self.images, self.labels = images, labels
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.images[index]
+    def __getitem__(self, index: int):
+        return self.images[index] if self.labels is None else (self.images[index], self.labels[index])
 
 
 class Unlabelled(Dataset):
@@ -301,7 +343,8 @@ def decode_all(dataset: Dataset, *, progress: bool = True) -> InMemoryImages:
         print(f"warning: skipped {len(skipped)} unreadable image file(s), e.g. {skipped[0]}")
     if folder is not None:
         folder.skipped = skipped
-    return InMemoryImages(torch.cat(chunks))
+    labels = folder.labels_of_readable() if folder is not None and folder.targets is not None else None
+    return InMemoryImages(torch.cat(chunks), labels)
 
 
 def _as_list(items: list) -> list:
@@ -326,6 +369,7 @@ class _Decode(Dataset):
         if isinstance(self.dataset, ImageFolder):
             image = self.dataset.load(index)
             return str(self.dataset.files[index]) if image is None else image
-        return self.dataset[index]
+        item = self.dataset[index]
+        return item[0] if isinstance(item, tuple) else item
 
 

@@ -6,6 +6,15 @@ from dataclasses import dataclass
 
 DATASETS = ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "celeba", "lsun", "folder", "fake")
 DEFAULT_DATASET = "mnist-5k"
+LABELLED = ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "folder")  # folder: one sub-folder per class
+# torchvision's class order, which their label files use
+CLASS_NAMES = {
+    "mnist-5k": tuple("0123456789"),
+    "mnist": tuple("0123456789"),
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
 
 
 @dataclass(frozen=True)
@@ -18,3 +27,4 @@ class DataSpec:
     download: bool = False  # torchvision datasets download only when asked (--download)
     in_memory: bool | None = None  # None: decide by size (IN_MEMORY_MAX_BYTES)
     max_images: int | None = None  # use only the first N images (quick experiments, tests)
+    labels: bool = False  # also serve each image's class (class-conditional training)

@@ -233,6 +233,10 @@ class EvalResult:
     seconds: float
     precision: float | None = None  # k-NN precision and recall (precision_recall.py); None where not asked for
     recall: float | None = None
+    # class-conditional generators (every class equally often, so ``fid`` is over a uniform class mixture):
+    # the share of images the extractor's classifier puts in the class asked for, and FID within each class
+    conditional_accuracy: float | None = None
+    class_fid: dict[str, float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -263,6 +267,7 @@ def evaluate(
     num_images: int = 10_000, seed: int = 0, batch_size: int = 250, cache_key: dict | None = None,
     cache_dir: str | os.PathLike | None = None, kid_subsets: int = 100, kid_subset_size: int = 1000,
     progress: bool = True, precision_recall_k: int | None = None,
+    real_labels: torch.Tensor | Callable[[], torch.Tensor | None] | None = None,
 ) -> EvalResult | None:
     """Generate ``num_images`` images and compare them with the real ones through ``extractor``.
 
@@ -270,6 +275,8 @@ def evaluate(
     eval mode with recalibrated batch norm); the extractor runs on its device.
     With ``cache_key`` the real features are cached (see ``real_features``).
     ``precision_recall_k`` adds k-NN precision and recall (``precision_recall.py``).
+    A class-conditional generator draws every class equally often (``sample.class_labels``);
+    it is also scored for conditional accuracy and, given the real images' labels, FID per class.
     """
     check_fid_images(num_images)
     start = time.perf_counter()
@@ -290,8 +297,38 @@ def evaluate(
             return None
     real, _ = real_features(real_images_u8, extractor, key=cache_key, cache_dir=cache_dir,
                             batch_size=batch_size, progress=progress)
-    return score(real, fake, logits, extractor, device=device, seed=seed, kid_subsets=kid_subsets,
-                 kid_subset_size=kid_subset_size, precision_recall_k=precision_recall_k, start=start)
+    result = score(real, fake, logits, extractor, device=device, seed=seed, kid_subsets=kid_subsets,
+                   kid_subset_size=kid_subset_size, precision_recall_k=precision_recall_k, start=start)
+    if getattr(generator, "num_classes", 0):
+        from ..sample import class_labels
+
+        labels = real_labels() if callable(real_labels) else real_labels
+        result.conditional_accuracy, result.class_fid = conditional_scores(
+            generator, class_labels(generator, 0, num_images), fake, logits, extractor, real, labels)
+        result.seconds = time.perf_counter() - start
+    return result
+
+
+def conditional_scores(
+    generator: nn.Module, fake_labels: torch.Tensor, fake: torch.Tensor, logits: torch.Tensor | None,
+    extractor: nn.Module, real: torch.Tensor, real_labels: torch.Tensor | None,
+) -> tuple[float | None, dict[str, float] | None]:
+    """Conditional accuracy (where the extractor's classes name the generator's) and FID per class
+    (where the real labels are known and a class has at least 2 images on each side)."""
+    names = list(getattr(generator, "class_names", ()) or map(str, range(generator.num_classes)))
+    accuracy = None
+    known = list(getattr(extractor, "labels", None) or ())
+    if logits is not None and known and all(n in known for n in names):
+        wanted = torch.tensor([known.index(n) for n in names])[fake_labels]
+        accuracy = (logits.argmax(1).cpu() == wanted).float().mean().item()
+    per_class = None
+    if real_labels is not None and len(real_labels) == len(real):
+        per_class = {}
+        for k, name in enumerate(names):
+            r, f = real[real_labels.cpu() == k], fake[fake_labels == k]
+            if len(r) >= 2 and len(f) >= 2:
+                per_class[name] = frechet_distance(r.to(_metrics_device(real.device)), f.to(r.device))
+    return accuracy, per_class
 
 
 def score(

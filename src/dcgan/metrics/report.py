@@ -83,6 +83,28 @@ def prepare(real: RealData, opts: EvalOptions):
     return extractor, (lambda: load(spec, progress=opts.progress)), key
 
 
+def real_labels(real: RealData, opts: EvalOptions):
+    """A loader of the real images' classes, in the order ``prepare``'s loader serves the images (for FID
+    per class of a conditional generator); it returns None for a dataset without labels."""
+    name = opts.data or real.data
+    root = opts.data_root if opts.data_root is not None or name != real.data else real.data_root
+    spec = DataSpec(name=name, root=root, split=opts.split, channels=real.channels, image_size=real.image_size,
+                    labels=True, download=opts.download)
+
+    def load_labels():
+        from ..data import LABELLED
+
+        if name not in LABELLED:
+            return None
+        try:
+            data = load(spec, progress=opts.progress)
+        except UserError:  # a folder without class sub-folders: no per-class FID
+            return None
+        return getattr(data, "labels", None)
+
+    return load_labels
+
+
 def evaluate_checkpoint(path: str | os.PathLike, opts: EvalOptions, device: torch.device) -> tuple[EvalResult, dict]:
     """Evaluate the generator of a checkpoint or run directory; returns the result and what was compared."""
     from ..sample import load_generator
@@ -101,7 +123,7 @@ def evaluate_checkpoint(path: str | os.PathLike, opts: EvalOptions, device: torc
     result = evaluate(
         G, real, extractor, num_images=opts.num_images, seed=opts.seed,
         batch_size=opts.batch_size, cache_key=key, cache_dir=opts.cache_dir, progress=opts.progress,
-        precision_recall_k=opts.precision_recall_k,
+        precision_recall_k=opts.precision_recall_k, real_labels=real_labels(cfg, opts) if G.num_classes else None,
     )
     info = {
         "checkpoint": str(path), "step": state.get("step"),
@@ -134,6 +156,11 @@ def format_table(result: EvalResult, info: dict) -> str:
         rows.append(("smallest class", f"{result.min_class} at {result.min_class_share:.1%} "
                                        f"(uniform: {uniform:.1%})"))
         rows.append(("class shares", "  ".join(f"{k}: {v:.1%}" for k, v in result.class_shares.items())))
+    if result.conditional_accuracy is not None:
+        rows.append(("conditional accuracy", f"{result.conditional_accuracy:.2%} (the class asked for, "
+                                             "by the extractor's classifier)"))
+    if result.class_fid:
+        rows.append(("FID per class", "  ".join(f"{k}: {v:.2f}" for k, v in result.class_fid.items())))
     rows.append(("time", f"{result.seconds:.1f} s"))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
