@@ -40,6 +40,9 @@ class TrainConfig:
     latent_dim: int = 100
     g_width: int = 64  # base feature maps; the classic 64x64 model uses 64
     d_width: int | None = None  # None: see default_d_width
+    # fine-tuning: a new run starts from this checkpoint's G, D and EMA weights (fresh optimizers, step 0);
+    # options.resolve records the checkpoint file it resolved to, and the architecture fields default to its own
+    init_from: str | None = None
     # optimisation, chosen by measurement (docs/quality.md); RECIPES["paper"] keeps the paper's values
     # per process; under torchrun the global batch is this x world size. 64, not 128: for the same
     # 192k full-MNIST images, evaluator FID 5.3 against 7.0, at 0.89x the images/s
