@@ -153,6 +153,14 @@ CASES = [
     Case("resume-into-another-run", "train --resume {run} --steps 6 --run-dir {tmp}/other",
          "already exists; resume it with --resume", lambda tmp, mp: (_mkdir("other")(tmp, mp),
                                                                      _write("other/x", b"x")(tmp, mp))),
+    # fine-tuning: a new run from another run's weights
+    Case("init-from-missing", f"train {NEW} --init-from {{tmp}}/nothing", "--init-from: checkpoint not found"),
+    Case("init-from-not-a-checkpoint", f"train {NEW} --init-from {{file}}", "is not a readable checkpoint"),
+    Case("init-from-foreign-file", f"train {NEW} --init-from {{tmp}}/foreign.pt", "is not a dcgan checkpoint",
+         _foreign_checkpoint),
+    Case("init-from-incompatible", f"train {NEW} --init-from {{run}} --image-size 32",
+         "was trained with image_size=28, but --image-size 32 was given"),
+    Case("init-from-with-resume", "train --resume {run} --init-from {run}", "give one of them"),
     # disk errors during a run: the checkpoints written so far stay intact
     Case("disk-full-metrics", f"train {NEW}", "could not write a metrics row",
          _disk_full(lambda p: p.endswith("metrics.jsonl"))),

@@ -40,6 +40,9 @@ _TRAIN_OPTIONS = [
     ("latent_dim", int, "size of the noise vector z"),
     ("g_width", int, "generator base feature maps"),
     ("d_width", int, "discriminator base feature maps (default: 16 at 28x28, 64 otherwise)"),
+    ("init_from", str, "start a new run from the G, D and EMA weights of a run directory or checkpoint "
+                       "(fresh optimizers, step 0, any data); --image-size, --channels, --latent-dim and "
+                       "the widths default to its own and must match it (default: random weights)"),
     ("batch_size", int, "images per step per process (under torchrun the global batch is this x processes)"),
     ("lr_g", float, "generator Adam learning rate"),
     ("lr_d", float, "discriminator Adam learning rate"),

@@ -43,6 +43,9 @@ class TrainConfig:
     d_width: int | None = None  # None: see default_d_width
     conditional: bool = False  # class-conditional G(z, y) and D(x, y); needs labelled data
     class_names: tuple[str, ...] = ()  # a conditional run's classes, from its data (options.resolve)
+    # fine-tuning: a new run starts from this checkpoint's G, D and EMA weights (fresh optimizers, step 0);
+    # options.resolve records the checkpoint file it resolved to, and the architecture fields default to its own
+    init_from: str | None = None
     # optimisation, chosen by measurement (docs/quality.md); RECIPES["paper"] keeps the paper's values
     # per process; under torchrun the global batch is this x world size. 64, not 128: for the same
     # 192k full-MNIST images, evaluator FID 5.3 against 7.0, at 0.89x the images/s

@@ -5,12 +5,14 @@ The loop in ``train.py`` only trains and logs; after every step it calls ``after
 in order (samples, then evaluation, then checkpoints, so a checkpoint holds the state after both),
 and it passes every metrics row to ``on_row``. A hook is any object with some of these methods:
 ``after_step(trainer, done)``, ``on_row(trainer, row)``, ``on_images(trainer, images)``, ``close(trainer)``.
-What a checkpoint holds (``checkpoint_state``, ``restore_state``) lives here beside the hook that writes it.
+What a checkpoint holds (``checkpoint_state``, ``restore_state``, and ``load_networks`` for the weights
+alone) lives here beside the hook that writes it.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -121,18 +123,32 @@ def checkpoint_state(trainer) -> dict:
         "best_fid": trainer.best_fid, "train_seconds": trainer.train_seconds,
     }
 
-def restore_state(trainer, state: dict) -> None:
-    """Put a checkpoint's state back into a freshly built trainer."""
+
+@contextmanager
+def _must_fit():
+    """A state dict that does not fit the built trainer is one line naming the tensor, not a traceback."""
     try:
-        trainer.G.load_state_dict(state["G"])
-        trainer.D.load_state_dict(state["D"])
-        trainer.ema.load_state_dict(state["G_ema"])
-        trainer.opt_G.load_state_dict(state["opt_G"])
-        trainer.opt_D.load_state_dict(state["opt_D"])
+        yield
     except (RuntimeError, KeyError, ValueError) as e:
         # load_state_dict's first line only names the module; the second names the tensor
         detail = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
         raise UserError(f"checkpoint does not fit this configuration: {detail[:300]}") from None
+
+
+def load_networks(trainer, state: dict) -> None:
+    """G, D and the EMA copy from a checkpoint: part of a resume, and all that --init-from takes."""
+    with _must_fit():
+        trainer.G.load_state_dict(state["G"])
+        trainer.D.load_state_dict(state["D"])
+        trainer.ema.load_state_dict(state["G_ema"])
+
+
+def restore_state(trainer, state: dict) -> None:
+    """Put a checkpoint's state back into a freshly built trainer."""
+    load_networks(trainer, state)
+    with _must_fit():
+        trainer.opt_G.load_state_dict(state["opt_G"])
+        trainer.opt_D.load_state_dict(state["opt_D"])
     if state.get("scaler_G"):
         trainer.scaler_G.load_state_dict(state["scaler_G"])
         trainer.scaler_D.load_state_dict(state["scaler_D"])

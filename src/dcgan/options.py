@@ -2,9 +2,10 @@
 
 ``resolve`` is the only place where a run's configuration is decided: it validates the options
 before any device, process group or file is touched, merges a resumed run's checkpoint config
-(options given explicitly win), fills the size-dependent defaults, picks and checks the run
-directory, and returns a ``Resolved`` whose config the trainer uses unchanged. ``write_config``
-records it as config.json once the data has been found.
+(options given explicitly win) or, with ``--init-from``, takes the architecture of the checkpoint a
+new run starts from, fills the size-dependent defaults, picks and checks the run directory, and
+returns a ``Resolved`` whose config the trainer uses unchanged. ``write_config`` records it as
+config.json once the data has been found.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from .runtime import print0
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 LR_SCHEDULES = ("constant", "linear", "cosine")
+# What --init-from carries over and checks: the shape of the networks, but not the data, which is what a
+# fine-tuning run is free to change. Derived, so a new architecture field is checked without a change here.
+# the class names come from the new run's data; only their count must match (options.resolve)
+INIT_FIELDS = tuple(name for name in ARCHITECTURE_FIELDS if name not in ("data", "class_names"))
+INIT_WEIGHTS = ("G", "D", "G_ema")
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class Resolved:
     cfg: TrainConfig
     checkpoint: dict | None = None  # the resumed state (None: a new run)
     continued_from: Path | None = None  # the source run when resuming into a new run directory
+    init_weights: dict | None = None  # with --init-from: the source's G, D and G_ema state dicts
 
     @property
     def run_dir(self) -> Path:
@@ -56,7 +63,11 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
     """
     validate(cfg)
     given = set(given_options(cfg) if given is None else given)
-    state, continued_from = None, None
+    state, continued_from, init_weights = None, None, None
+    if resume is not None and "init_from" in given:
+        # a resumed run already has its weights; a fine-tuned run's own checkpoint wins over its source
+        raise UserError("--init-from starts a new run from another run's weights, --resume continues a run "
+                        "from its own checkpoint: give one of them")
     if resume is not None:
         resume_path = ckpt.resolve(resume)
         state = ckpt.load(resume_path, map_location="cpu")
@@ -72,17 +83,24 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
         elif Path(cfg.run_dir).resolve() != source_run.resolve():
             continued_from = source_run
         cfg = TrainConfig.from_dict(values)
+    elif cfg.init_from is not None:
+        cfg, init_weights = take_init_source(cfg, given)
     cfg = cfg.resolved()
-    if cfg.conditional and not cfg.class_names:  # a new conditional run: its data's classes, or one line
+    if cfg.conditional and (state is None or not cfg.class_names):  # a new conditional run: its data's classes
         from .data import class_names
 
         cfg = dataclasses.replace(cfg, class_names=class_names(cfg.data, cfg.data_root))
     elif not cfg.conditional and cfg.class_names:
         cfg = dataclasses.replace(cfg, class_names=())
+    if init_weights is not None and cfg.conditional:
+        source_classes = init_weights["G"]["main.0.weight"].shape[0] - cfg.latent_dim
+        if source_classes != cfg.num_classes:
+            raise UserError(f"--init-from {cfg.init_from} draws {source_classes} classes, but {cfg.data} has "
+                            f"{cfg.num_classes}; a conditional generator only fine-tunes onto as many classes")
     validate(cfg)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
     check_run_dir(run_dir, new=state is None or continued_from is not None)
-    return Resolved(dataclasses.replace(cfg, run_dir=str(run_dir)), state, continued_from)
+    return Resolved(dataclasses.replace(cfg, run_dir=str(run_dir)), state, continued_from, init_weights)
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -165,6 +183,33 @@ def check_compatible(saved: dict, cfg: TrainConfig, given: set[str], source: Pat
                 f"{source} was trained with {name}={saved.get(name)!r}, but {flag} "
                 f"{getattr(cfg, name)!r} was given; drop the option or start a new run"
             )
+
+
+def take_init_source(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict]:
+    """--init-from: the source's weights, and ``cfg`` with the source's architecture where none was given.
+
+    The source is only read. ``init_from`` becomes the absolute path of the checkpoint file, so config.json
+    names exactly which file a run started from (a run directory's latest.pt moves on as that run trains).
+    """
+    try:
+        path = ckpt.resolve(cfg.init_from)  # a run directory means its checkpoints/latest.pt, as everywhere
+        state = ckpt.load(path, map_location="cpu")
+    except UserError as e:
+        raise UserError(f"--init-from: {e}") from None
+    missing = [key for key in ("config", *INIT_WEIGHTS) if not isinstance(state.get(key), dict)]
+    if missing:
+        raise UserError(f"--init-from: {path} is not a dcgan training checkpoint (no {', '.join(missing)})")
+    source = TrainConfig.from_dict(state["config"]).resolved()  # fields it predates take their defaults
+    for name in INIT_FIELDS:
+        if name in given and getattr(cfg, name) != getattr(source, name):
+            raise UserError(
+                f"--init-from {path} was trained with {name}={getattr(source, name)!r}, but "
+                f"--{name.replace('_', '-')} {getattr(cfg, name)!r} was given; its weights only fit its own "
+                f"{name}: drop the option"
+            )
+    taken = {name: getattr(source, name) for name in INIT_FIELDS if name not in given}
+    cfg = dataclasses.replace(cfg, init_from=str(path.absolute()), **taken)
+    return cfg, {key: state[key] for key in INIT_WEIGHTS}
 
 
 def refuse_older_checkpoint(resume_path: Path, step: int) -> None:

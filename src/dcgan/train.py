@@ -1,10 +1,10 @@
 """The training loop.
 
 Reads top to bottom: set up (device, data, and ``step.build_training`` for the networks,
-optimizers and the step; then the resumed state), then per step update D on a real and a
-fake batch and G against the updated D, log, and call the hooks (``hooks.py``: samples,
-evaluation, checkpoints, TensorBoard), then stop. The config comes resolved from
-``options.resolve`` and is never changed here.
+optimizers and the step; then the resumed state, or the weights a fine-tuning run starts
+from), then per step update D on a real and a fake batch and G against the updated D, log,
+and call the hooks (``hooks.py``: samples, evaluation, checkpoints, TensorBoard), then stop.
+The config comes resolved from ``options.resolve`` and is never changed here.
 
 Statistics stay on the device and are read every ``log_every_steps``: no host
 synchronisation per step.
@@ -26,8 +26,8 @@ from .ema import recalibrated
 from .errors import UserError
 from .fileio import atomic_path, written
 from .hooks import (
-    Checkpoints, Evaluation, SampleGrids, TensorBoard, TrainingDiverged, check_finite_row, checkpoint_state, restore_state,
-    save_checkpoint,
+    Checkpoints, Evaluation, SampleGrids, TensorBoard, TrainingDiverged, check_finite_row, checkpoint_state,
+    load_networks, restore_state, save_checkpoint,
 )
 from .options import Resolved, resolve, write_config
 from .runlog import STAT_NAMES, CollapseDetector, MetricsLog
@@ -107,6 +107,10 @@ class Trainer:
                     f"{self.run_dir} is already at step {self.step}, the run's length is {self.total_steps} steps; "
                     f"give --steps above {self.step} (or more --epochs) to train on"
                 )
+        elif run.init_weights is not None:
+            # --init-from: the source's weights, nothing else; optimizers, step, RNG and statistics start fresh.
+            # A resumed fine-tuning run takes the branch above: its own checkpoint, never the source again.
+            load_networks(self, run.init_weights)
         self.stop = StopFlag()
         self.log = None  # metrics.jsonl on rank 0, opened by run()
 
