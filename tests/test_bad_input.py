@@ -112,6 +112,7 @@ CASES = [
     Case("unknown-recipe", f"train {NEW} --recipe best", "unknown recipe 'best'"),
     Case("recipe-on-resume", "train --resume {run} --recipe paper", "--recipe starts a new run"),
     Case("unknown-lr-schedule", f"train {NEW} --lr-schedule step", "--lr-schedule must be one of"),
+    Case("unknown-augment-policy", f"train {NEW} --augment color,bogus", "unknown policy 'bogus'"),
     Case("minutes-not-positive", f"train {NEW} --minutes 0", "--minutes must be a positive number"),
     Case("resume-budget-spent", "train --resume {tmp}/timed", "has used its 0.01-minute budget",
          lambda tmp, mp: main(["train", *TINY.replace("--steps 4", "--minutes 0.01").split(),
