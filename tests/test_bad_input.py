@@ -112,6 +112,7 @@ CASES = [
     Case("unknown-recipe", f"train {NEW} --recipe best", "unknown recipe 'best'"),
     Case("recipe-on-resume", "train --resume {run} --recipe paper", "--recipe starts a new run"),
     Case("unknown-lr-schedule", f"train {NEW} --lr-schedule step", "--lr-schedule must be one of"),
+    Case("unknown-augment-policy", f"train {NEW} --augment color,bogus", "unknown policy 'bogus'"),
     Case("minutes-not-positive", f"train {NEW} --minutes 0", "--minutes must be a positive number"),
     Case("resume-budget-spent", "train --resume {tmp}/timed", "has used its 0.01-minute budget",
          lambda tmp, mp: main(["train", *TINY.replace("--steps 4", "--minutes 0.01").split(),
@@ -161,6 +162,9 @@ CASES = [
     Case("init-from-incompatible", f"train {NEW} --init-from {{run}} --image-size 32",
          "was trained with image_size=28, but --image-size 32 was given"),
     Case("init-from-with-resume", "train --resume {run} --init-from {run}", "give one of them"),
+    Case("conditional-unlabelled-data", f"train {NEW} --conditional --data fake", "fake has no class labels"),
+    Case("class-on-an-unconditional-run", "sample {run} --class 3 -o {tmp}/x.png",
+         "--class applies to class-conditional runs"),
     # disk errors during a run: the checkpoints written so far stay intact
     Case("disk-full-metrics", f"train {NEW}", "could not write a metrics row",
          _disk_full(lambda p: p.endswith("metrics.jsonl"))),

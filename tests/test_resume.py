@@ -43,11 +43,14 @@ def _assert_same_weights(a: dict, b: dict) -> None:
             assert torch.equal(a[net][name], b[net][name]), f"{net}.{name} differs"
 
 
-def test_resume_is_bit_identical(tmp_path):
+# augmented: the augmentations' draws come from the global RNG, which the checkpoint must carry
+@pytest.mark.parametrize("options", [[], ["--augment", "color,translation,cutout", "--mirror"]],
+                         ids=["plain", "augmented"])
+def test_resume_is_bit_identical(tmp_path, options):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert main(["train", "--steps", "14", "--run-dir", str(straight), *TINY]) == 0
+    assert main(["train", "--steps", "14", "--run-dir", str(straight), *TINY, *options]) == 0
     # 7 steps: stops mid-epoch (10 steps per epoch) and mid log interval
-    assert main(["train", "--steps", "7", "--run-dir", str(split), *TINY]) == 0
+    assert main(["train", "--steps", "7", "--run-dir", str(split), *TINY, *options]) == 0
     assert _latest(split)["step"] == 7
     assert main(["train", "--resume", str(split), "--steps", "14"]) == 0
     a, b = _latest(straight), _latest(split)

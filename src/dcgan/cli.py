@@ -37,6 +37,9 @@ _TRAIN_OPTIONS = [
     ("channels", int, "1 (grayscale) or 3 (RGB); images are converted"),
     ("max_images", int, "use only the first N images"),
     ("num_workers", int, "DataLoader workers when the data is streamed instead of held in memory"),
+    ("augment", str, "DiffAugment for small datasets: D sees real and fake images through these random, "
+                     "differentiable augmentations, a comma-separated list of color, translation and cutout "
+                     "(default: off)"),
     ("latent_dim", int, "size of the noise vector z"),
     ("g_width", int, "generator base feature maps"),
     ("d_width", int, "discriminator base feature maps (default: 16 at 28x28, 64 otherwise)"),
@@ -79,6 +82,7 @@ _TRAIN_SWITCHES = [
     ("compile", "torch.compile G and D"),
     ("channels_last", "channels_last memory format (default: on)"),
     ("in_memory", "hold the decoded dataset in memory (default: when it fits)"),
+    ("mirror", "random left-right flips of the real images: the dataset doubled by its mirror images"),
     ("download", "download mnist, fashion-mnist, cifar10 or celeba into --data-root when they are not there"),
     ("sync_bn", "synchronised batch norm across torchrun processes"),
     ("tensorboard", "also log to RUN_DIR/tensorboard"),

@@ -37,6 +37,9 @@ class TrainConfig:
     in_memory: bool | None = None  # None: decode into memory when it fits (see data.py)
     download: bool = False  # fetch a torchvision dataset that is not on disk; never implicitly
     num_workers: int = 2  # DataLoader workers, streaming path only
+    # small datasets (a few hundred to a few thousand images): augmentations, so that D does not memorise them
+    augment: str = ""  # DiffAugment policy D sees every image through, e.g. "color,translation,cutout"; "": off
+    mirror: bool = False  # random x-flips of the reals; only where a mirrored image is as real (not digits)
     # model
     latent_dim: int = 100
     g_width: int = 64  # base feature maps; the classic 64x64 model uses 64
@@ -111,7 +114,9 @@ class TrainConfig:
         return len(self.class_names) if self.conditional else 0
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        values["class_names"] = list(self.class_names)  # as config.json and checkpoints hold it
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 from . import checkpoint as ckpt
+from .augment import parse_policy
 from .config import ARCHITECTURE_FIELDS, RECIPES, TrainConfig
 from .errors import UserError
 from .fileio import check_new_folder, write_text_atomic
@@ -150,6 +151,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.max_images is not None and cfg.max_images < 1:
         raise UserError(f"--max-images must be at least 1, got {cfg.max_images}")
     check_fid_images(cfg.eval_num_images, "--eval-num-images")
+    parse_policy(cfg.augment)
     if cfg.compile_mode not in COMPILE_MODES:
         raise UserError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {cfg.compile_mode!r}")
     for name in ("keep_every_steps", "eval_every_steps", "num_workers", "lr_warmup_steps"):

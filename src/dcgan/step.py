@@ -1,6 +1,7 @@
 """The DCGAN training step and the one set-up of everything it runs on.
 
-``train_step`` is the algorithm (update D on a real and a fake batch, then G against the updated D).
+``train_step`` is the algorithm (update D on a real and a fake batch, then G against the updated D),
+with D seeing every image through the DiffAugment policy when one is set (``augment.py``).
 ``build_training`` builds the networks, their EMA, the optimizers, the gradient scalers, the
 compiled-or-eager step and the noise streams from a resolved config; the trainer and the speed
 benchmark both call it, so the benchmark times the path training runs.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .augment import diff_augment, parse_policy
 from .config import TrainConfig
 from .ema import EMA
 from .errors import UserError
@@ -37,12 +39,15 @@ def train_step(
     G: nn.Module, D_logits: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer,
     real: torch.Tensor, z: torch.Tensor, *, real_label: float = 1.0, amp=None,
     scaler_G: torch.amp.GradScaler | None = None, scaler_D: torch.amp.GradScaler | None = None,
-    r1_weight: float = 0.0, y_real: torch.Tensor | None = None, y_fake: torch.Tensor | None = None,
+    r1_weight: float = 0.0, augment: tuple[str, ...] = (), y_real: torch.Tensor | None = None,
+    y_fake: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One DCGAN step; returns the detached statistics [loss_D, loss_G, D(x), D(G(z)) before, after].
 
     ``r1_weight`` > 0 adds ``r1_weight x`` the R1 penalty to D's loss in this step (lazy
     regularisation: the trainer passes gamma / 2 x the interval on every interval-th step).
+    ``augment`` is a DiffAugment policy (``augment.parse_policy``): D sees every image, real or
+    fake, through it, with fresh random parameters at each look; empty, D sees the images as they are.
     A class-conditional step takes the real images' labels ``y_real`` and the labels ``y_fake`` that G
     draws; D then judges each image as a member of its class.
     """
@@ -50,24 +55,33 @@ def train_step(
     scaler_G = scaler_G or torch.amp.GradScaler(enabled=False)
     scaler_D = scaler_D or torch.amp.GradScaler(enabled=False)
 
-    # (1) Update D network: maximize log(D(x)) + log(1 - D(G(z)))
+    def aug(x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, augment)
+
+    def judge(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:  # unconditional D: one argument
+        return D_logits(x) if y is None else D_logits(x, y)
+
+    # (1) Update D network: maximize log(D(aug(x))) + log(1 - D(aug(G(z))))
     opt_D.zero_grad(set_to_none=True)
+    real = aug(real)
     if r1_weight:
+        # R1 is taken at the augmented reals, the images D is trained on: it flattens D itself
+        # around the data it sees, not D composed with the augmentation
         real = real.detach().requires_grad_(True)
     with amp:
         fake = G(z) if y_fake is None else G(z, y_fake)
-        logits_real = D_logits(real, y_real)
-        logits_fake = D_logits(fake.detach(), y_fake)  # detached: the D step sends no gradient into G
+        logits_real = judge(real, y_real)
+        logits_fake = judge(aug(fake.detach()), y_fake)  # detached: the D step sends no gradient into G
         loss_D = discriminator_loss(logits_real, logits_fake, real_label)
     penalty = r1_weight * r1_penalty(logits_real, real) if r1_weight else 0.0
     scaler_D.scale(loss_D + penalty).backward()
     scaler_D.step(opt_D)
     scaler_D.update()
 
-    # (2) Update G network: maximize log(D(G(z)))
+    # (2) Update G network: maximize log(D(aug(G(z)))), G learning through the augmentation
     opt_G.zero_grad(set_to_none=True)
     with amp:
-        logits_fake_after = D_logits(fake, y_fake)
+        logits_fake_after = judge(aug(fake), y_fake)
         loss_G = generator_loss(logits_fake_after)
     scaler_G.scale(loss_G).backward()
     scaler_G.step(opt_G)
@@ -113,9 +127,9 @@ class Step:
     """
 
     def __init__(self, G: nn.Module, D_logits: nn.Module, opt_G, opt_D, *, real_label: float, amp,
-                 scaler_G, scaler_D, compile_mode: str | None) -> None:
+                 scaler_G, scaler_D, compile_mode: str | None, augment: tuple[str, ...] = ()) -> None:
         self.opt_G, self.opt_D = opt_G, opt_D
-        self.args = dict(real_label=real_label, amp=amp, scaler_G=scaler_G, scaler_D=scaler_D)
+        self.args = dict(real_label=real_label, amp=amp, scaler_G=scaler_G, scaler_D=scaler_D, augment=augment)
         self.eager = (G, D_logits)
         self.networks = self.eager
         if compile_mode is not None:
@@ -207,7 +221,8 @@ def build_training(cfg: TrainConfig, device: torch.device, *, dist: Dist | None 
         ids = [device.index] if device.type == "cuda" else None
         G_train, D_logits = DDP(G_train, device_ids=ids), DDP(D_logits, device_ids=ids)
     step = Step(G_train, D_logits, opt_G, opt_D, real_label=cfg.real_label, amp=autocast(device, precision),
-                scaler_G=scaler_G, scaler_D=scaler_D, compile_mode=cfg.compile_mode if cfg.compile else None)
+                scaler_G=scaler_G, scaler_D=scaler_D, compile_mode=cfg.compile_mode if cfg.compile else None,
+                augment=parse_policy(cfg.augment))
     # one noise stream for all ranks, each taking its slice of the global batch: a run
     # on N processes draws the same z as one process with N times the batch
     noise_rng = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + 1)

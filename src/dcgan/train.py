@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .augment import mirror
 from .config import TrainConfig
 from .data import Batches, DataSpec, load, to_model_range
 from .ema import recalibrated
@@ -169,7 +170,10 @@ class Trainer:
 
     def _train_on(self, batch) -> None:
         real_u8, y_real = batch if self.cfg.conditional else (batch, None)
-        real = to_model_range(real_u8).contiguous(memory_format=self.memory_format)
+        real = to_model_range(real_u8)
+        if self.cfg.mirror:  # on the device, from the global RNG that checkpoints carry
+            real = mirror(real)
+        real = real.contiguous(memory_format=self.memory_format)
         shard = slice(self.dist.rank, None, self.dist.world_size)
         z = torch.randn(self.images_per_step, self.cfg.latent_dim, device=self.device, generator=self.noise_rng)[shard]
         labels = {}
