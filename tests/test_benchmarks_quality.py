@@ -180,7 +180,7 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["command"] == f"dcgan quality --quick --data mnist-5k --out {out}"
     rows = {r["recipe"]: r for r in results["rows"]}
-    assert list(rows) == list(RECIPES) and all(r["seed"] == 0 for r in rows.values())
+    assert list(rows) == list(QualityConfig().recipes) and all(r["seed"] == 0 for r in rows.values())
 
     batch_sizes = {"default": TrainConfig().batch_size, "classic": 64, "newcomer": 128, "paper": 128}
     image_sizes = {"default": 28, "classic": 64, "newcomer": 28, "paper": 28}
@@ -222,14 +222,34 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
         G = load_generator(out / f"runs/{recipe}-seed0/generator.pt", torch.device("cpu"))
         assert G.image_size == image_sizes[recipe] and not G.training
 
-    fids = {recipe: rows[recipe]["eval"]["fid"] for recipe in RECIPES}
+    fids = {recipe: rows[recipe]["eval"]["fid"] for recipe in rows}
     ratio = results["ratios"]["0"]["ratio"]
     assert ratio == pytest.approx(fids["default"] / min(fids["classic"], fids["newcomer"]))
     assert f"= {ratio:.3f}" in printed
     table = (out / "results.md").read_text()
-    for recipe in RECIPES:
+    for recipe in rows:
         assert f"| {recipe} | 0 | {fids[recipe]:.2f} |" in table
         shares = rows[recipe]["eval"]["class_shares"]
         largest = max(shares, key=shares.get)
         assert f"| {largest}: {shares[largest]:.1%} |" in table
         assert f"samples/{recipe}-seed0.png" in table
+
+
+@pytest.mark.slow
+def test_quick_conditional_row_is_scored_against_the_default_of_the_same_run(tmp_path, capsys):
+    out = tmp_path / "quality"
+    assert main(["quality", "--quick", "--data", "mnist-5k", "--recipes", "default,conditional", "--jobs", "2",
+                 "--out", str(out)]) == 0
+    assert "conditional" in RECIPES and "conditional" not in QualityConfig().recipes
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["recipe"]: r for r in results["rows"]}
+    config = ckpt.load(out / "runs/conditional-seed0/checkpoints/latest.pt")["config"]
+    assert config["conditional"] is True and config["recipe"] == "default"
+    e = rows["conditional"]["eval"]
+    assert 0 <= e["conditional_accuracy"] <= 1 and list(e["class_fid"]) == [str(k) for k in range(10)]
+    assert rows["default"]["eval"]["conditional_accuracy"] is None
+    ratio = results["conditional_ratios"]["0"]
+    assert ratio == pytest.approx(e["fid"] / rows["default"]["eval"]["fid"])
+    assert f"conditional FID / default FID = {ratio:.3f}" in capsys.readouterr().out
+    grid = Image.open(out / "samples/conditional-seed0.png")
+    assert grid.size == (10 * 30 + 2, 10 * 30 + 2)  # ten columns, one row per class

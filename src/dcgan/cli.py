@@ -238,7 +238,7 @@ def _add_quality(sub) -> None:
                    help=f"training minutes per recipe and seed (default: {d.budget_s / 60:g})")
     p.add_argument("--seeds", type=_int_list, default=unset, help="comma-separated seeds (default: 0)")
     p.add_argument("--recipes", type=lambda text: tuple(x.strip() for x in text.split(",") if x.strip()),
-                   default=unset, help=f"comma-separated, among {','.join(RECIPES)} (default: all)")
+                   default=unset, help=f"comma-separated, among {','.join(RECIPES)} (default: {','.join(d.recipes)})")
     p.add_argument("--num-images", type=int, default=unset,
                    help=f"generated images per evaluation (default: {d.num_images})")
     p.add_argument("--out", default=unset, help="output folder, new or empty (default: runs/quality-TIMESTAMP)")

@@ -54,8 +54,10 @@ from ..metrics.evaluate import check_fid_images
 from ..runlog import CollapseDetector
 from ..signals import on_signals
 
-RECIPES = ("default", "classic", "newcomer", "paper")
-TRAINER_RECIPES = ("default", "paper")  # run by dcgan train --recipe; the others are the baselines' loops
+RECIPES = ("default", "classic", "newcomer", "paper", "conditional")
+DEFAULT_RECIPES = RECIPES[:4]  # conditional on request: it answers another question (what labels buy)
+# run by dcgan train: the recipe preset and the options added to it; the others are the baselines' loops
+TRAINER_RECIPES = {"default": ("default", []), "paper": ("paper", []), "conditional": ("default", ["--conditional"])}
 DATASETS = ("mnist", "mnist-5k")  # the digit evaluator scores digits
 STOP_EXIT_CODES = (0, 143)  # 143: the trainer stopped by SIGTERM, the budget's end
 
@@ -67,7 +69,7 @@ class QualityConfig:
     data_root: str | None = None
     budget_s: float = 15 * 60  # training time per recipe and seed
     seeds: tuple[int, ...] = (0,)
-    recipes: tuple[str, ...] = RECIPES
+    recipes: tuple[str, ...] = DEFAULT_RECIPES
     num_images: int = 10_000  # generated images per evaluation
     out: str | None = None  # None: runs/quality-TIMESTAMP
     width: int | None = None  # G and D base feature maps; None: every recipe's own (64)
@@ -120,7 +122,8 @@ def validate(cfg: QualityConfig) -> None:
     if unknown or not cfg.recipes or len(set(cfg.recipes)) != len(cfg.recipes):
         raise UserError(f"--recipes: choose among {', '.join(RECIPES)}, each once (got {','.join(cfg.recipes)})")
     check_fid_images(cfg.num_images)
-    largest_batch = max(TrainConfig.for_recipe(r).batch_size if r in TRAINER_RECIPES else BASELINES[r].batch_size
+    largest_batch = max(TrainConfig.for_recipe(TRAINER_RECIPES[r][0]).batch_size if r in TRAINER_RECIPES
+                        else BASELINES[r].batch_size
                         for r in cfg.recipes)
     if cfg.max_images is not None and cfg.max_images < largest_batch:
         raise UserError(f"--max-images must be at least {largest_batch} (a batch), got {cfg.max_images}")
@@ -141,8 +144,9 @@ def _command(cfg: QualityConfig, recipe: str, seed: int, run_dir: Path) -> list[
     from ..config import TrainConfig
 
     if recipe in TRAINER_RECIPES:
-        cmd = [sys.executable, "-m", "dcgan", "train", "--recipe", recipe, "--data", cfg.data, "--seed", str(seed),
-               "--run-dir", str(run_dir), "--device", cfg.device, "--steps", str(10**9), "--quiet"]
+        preset, options = TRAINER_RECIPES[recipe]
+        cmd = [sys.executable, "-m", "dcgan", "train", "--recipe", preset, *options, "--data", cfg.data,
+               "--seed", str(seed), "--run-dir", str(run_dir), "--device", cfg.device, "--steps", str(10**9), "--quiet"]
         if cfg.data_root is not None:
             cmd += ["--data-root", cfg.data_root]
         if cfg.width is not None:
@@ -262,7 +266,7 @@ def _exit_on_sigterm(signum, frame):
 
 def _run(cfg: QualityConfig, command: str | None, out) -> dict:
     from ..data import DataSpec, load
-    from ..metrics.report import EvalOptions, RealData, prepare
+    from ..metrics.report import EvalOptions, RealData, prepare, real_labels
     from ..runtime import choose_device
 
     load(DataSpec(name=cfg.data, root=cfg.data_root, max_images=cfg.max_images), progress=False)  # fail early
@@ -270,10 +274,10 @@ def _run(cfg: QualityConfig, command: str | None, out) -> dict:
     root = Path(cfg.out or f"runs/quality-{datetime.now():%Y%m%d-%H%M%S}")
     for folder in ("runs", "logs", "samples"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    extractor, real, key = prepare(
-        RealData(data=cfg.data, data_root=cfg.data_root, image_size=28, channels=1),
-        EvalOptions(num_images=cfg.num_images, extractor="digits", cache_dir=cfg.cache_dir, progress=False),
-    )
+    real_data = RealData(data=cfg.data, data_root=cfg.data_root, image_size=28, channels=1)
+    eval_opts = EvalOptions(num_images=cfg.num_images, extractor="digits", cache_dir=cfg.cache_dir, progress=False)
+    extractor, real, key = prepare(real_data, eval_opts)
+    labels = real_labels(real_data, eval_opts)  # FID per class of the conditional recipe
     env = {**os.environ, **({"OMP_NUM_THREADS": str(cfg.threads)} if cfg.threads else {})}
     results = {"command": command, "config": asdict(cfg), "device": str(device), "torch": torch.__version__,
                "cpu_count": os.cpu_count(), "rows": [], "ratios": {}}
@@ -305,7 +309,7 @@ def _run(cfg: QualityConfig, command: str | None, out) -> dict:
             row.update(_summary(run_dir, checkpoint))
             if row["collapsed"]:
                 out(collapse_warning(recipe, seed, row["last"]) + " (at the end of training)")
-            score = _scorer(cfg, device, real, extractor, key, seed)
+            score = _scorer(cfg, device, real, extractor, key, seed, labels)
             row["eval"] = score(checkpoint, root / f"samples/{name}.png")
             row["grid"] = f"samples/{name}.png"
             out(f"    {row['steps']:,} steps, {row['images_seen']:,} images in {row['train_s']:.0f} s: "
@@ -320,26 +324,36 @@ def _run(cfg: QualityConfig, command: str | None, out) -> dict:
                 results["rows"].append(snap)
         results["ratios"] = fid_ratios(results["rows"])
         results["time_to_quality"] = time_to_quality(results["rows"])
+        results["conditional_ratios"] = conditional_ratios(results["rows"])
         _write_reports(root, results)
     for seed, ratio in results["ratios"].items():
         out(f"seed {seed}: default FID / best baseline FID = {ratio['ratio']:.3f} "
             f"(default {ratio['default']:.3f}; best baseline {ratio['baseline']} {ratio['baseline_fid']:.3f})")
     for seed, reached in results.get("time_to_quality", {}).items():
         out(f"seed {seed}: " + _reached(reached))
+    for seed, ratio in results.get("conditional_ratios", {}).items():
+        out(f"seed {seed}: conditional FID / default FID = {ratio:.3f}")
     out(f"wrote {root / 'results.json'} and {root / 'results.md'}")
     return results
 
 
-def _scorer(cfg: QualityConfig, device, real, extractor, key, seed: int):
-    """Score a checkpoint the same way for every recipe and snapshot; write its grid when given a path."""
+def _scorer(cfg: QualityConfig, device, real, extractor, key, seed: int, real_labels):
+    """Score a checkpoint the same way for every recipe and snapshot; write its grid when given a path.
+
+    A conditional generator draws every class equally often, so its FID is over a uniform class
+    mixture; it adds conditional accuracy and FID per class, and its grid has a row per class."""
     from ..metrics.evaluate import evaluate
-    from ..sample import generate, load_generator, write
+    from ..sample import class_rows, generate, load_generator, write
 
     def score(checkpoint: Path, grid: Path | None) -> dict:
         G = load_generator(checkpoint, device)  # the EMA where kept; eval mode, recalibrated BN
         result = evaluate(G, real, extractor, num_images=cfg.num_images, seed=seed, cache_key=key,
-                          cache_dir=cfg.cache_dir, progress=not cfg.quick, precision_recall_k=3)
-        if grid is not None:
+                          cache_dir=cfg.cache_dir, progress=not cfg.quick, precision_recall_k=3,
+                          real_labels=real_labels if G.num_classes else None)
+        if grid is not None and G.num_classes:
+            images, nrow = class_rows(G, 10 * G.num_classes, seed=seed)
+            write(images, grid, "grid", nrow=nrow)
+        elif grid is not None:
             write(generate(G, 64, seed=seed), grid, "grid")
         return result.to_dict()
 
@@ -381,6 +395,13 @@ def _reached(r: dict) -> str:
                 f"{r['baseline']}'s final FID {r['baseline_fid']:.3f}")
     return (f"the default reached the {r['baseline']}'s final FID {r['baseline_fid']:.3f} by "
             f"{r['minutes']:g} min of training (FID {r['fid']:.3f})")
+
+
+def conditional_ratios(rows: list[dict]) -> dict[int, float]:
+    """Per seed: the conditional recipe's FID (uniform class mixture) over the unconditional default's."""
+    fids = {(r["recipe"], r["seed"]): r["eval"]["fid"] for r in rows if "eval" in r and "at_min" not in r}
+    return {seed: fids[("conditional", seed)] / fids[("default", seed)]
+            for recipe, seed in sorted(fids) if recipe == "conditional" and ("default", seed) in fids}
 
 
 def _duration(seconds: float) -> str:
@@ -456,6 +477,14 @@ def format_markdown(results: dict) -> str:
                      f"({ratio['baseline']} was the better baseline)")
     for seed, reached in results.get("time_to_quality", {}).items():
         lines.append(f"- seed {seed}: {_reached(reached)}")
+    for seed, ratio in results.get("conditional_ratios", {}).items():
+        lines.append(f"- seed {seed}: conditional FID (every class alike) / default FID = **{ratio:.3f}**")
+    for r in results["rows"]:
+        e = r.get("eval") or {}
+        if e.get("conditional_accuracy") is not None and "at_min" not in r:
+            lines.append(f"- {r['recipe']} seed {r['seed']}: conditional accuracy **{e['conditional_accuracy']:.2%}** "
+                         f"of {e['num_images']:,} images; FID per class "
+                         + ", ".join(f"{k} {v:.2f}" for k, v in (e.get("class_fid") or {}).items()))
     lines += ["", "Collapsed: D(x) > 0.99, D(G(z)) < 0.01 and loss_G > 5 over the last "
               f"3 logged windows of {cfg['log_every_steps']} steps.", ""]
     for r in results["rows"]:
