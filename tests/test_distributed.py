@@ -76,10 +76,13 @@ def test_ranks_hold_identical_parameters(tmp_path):
     assert torch.equal(single.G.state_dict()["main.0.weight"], rank0["G"]["main.0.weight"])
 
 
-def test_sync_bn_matches_single_process_with_the_global_batch(tmp_path):
-    """2 ranks x batch 8 with SyncBatchNorm compute what 1 process x batch 16 computes."""
-    distributed = _run_ranks(tmp_path / "ddp", _config(tmp_path / "ddp" / "run", sync_bn=True))[0]
-    single = Trainer(_config(tmp_path / "single", batch_size=16))
+@pytest.mark.parametrize("conditional", [False, True])
+def test_sync_bn_matches_single_process_with_the_global_batch(tmp_path, conditional):
+    """2 ranks x batch 8 with SyncBatchNorm compute what 1 process x batch 16 computes (a conditional run
+    too: each rank's real labels come with its shard, and G's labels are sliced like z)."""
+    distributed = _run_ranks(tmp_path / "ddp", _config(tmp_path / "ddp" / "run", sync_bn=True,
+                                                       conditional=conditional))[0]
+    single = Trainer(_config(tmp_path / "single", batch_size=16, conditional=conditional))
     single.run()
     for net in ("G", "D"):
         diff = _max_diff(distributed[net], dict(getattr(single, net).named_parameters()))

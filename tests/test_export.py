@@ -120,3 +120,27 @@ def test_from_pretrained_rejects_what_it_cannot_load(tmp_path):
         Generator.from_pretrained(tmp_path / "bad.safetensors")
     with pytest.raises(UserError, match="not found"):
         Generator.from_pretrained(tmp_path / "none.safetensors")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+def test_a_conditional_generator_exports_with_its_label_input(tmp_path, tiny_train):
+    run = tmp_path / "cond"
+    assert main(["train", "--conditional", *tiny_train, "--max-images", "128", "--run-dir", str(run)]) == 0
+    G = load_generator(run, CPU)
+    z, y = seed_noise(list(range(4)), G.latent_dim), torch.tensor([7, 0, 3, 7])
+    with torch.no_grad():
+        expected = G(z, y)
+    script = tmp_path / "g.pt"
+    assert main(["export", str(run), "-o", str(script)]) == 0
+    loaded = Generator.from_pretrained(script)
+    assert loaded.num_classes == 10 and loaded.class_names == tuple("0123456789")
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.load(str(script))(z, y), expected, atol=1e-5, rtol=0)
+        assert torch.allclose(loaded(z, y), expected, atol=1e-5, rtol=0)
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    onnx_path = tmp_path / "g.onnx"
+    assert main(["export", str(run), "-o", str(onnx_path)]) == 0
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (images,) = session.run(["images"], {"z": z.numpy(), "y": y.numpy()})
+    assert np.abs(images - expected.numpy()).max() <= 1e-5

@@ -5,7 +5,8 @@ with its batch-norm statistics re-estimated for the averaged weights
 (``sample.load_generator``). Each file carries the config needed to use it
 (latent size, image size, channels, width, classes): in TorchScript's extra
 files, ONNX's metadata properties and the safetensors header. Every export maps
-z [B, latent_dim] to images [B, channels, size, size] in [-1, 1].
+z [B, latent_dim] to images [B, channels, size, size] in [-1, 1]; a class-conditional one
+takes (z, y) with y [B] the class indices (int64), and its config lists the class names.
 
 ONNX needs ``onnx`` (and ``onnxscript`` for torch's exporter), safetensors the
 ``safetensors`` package: ``pip install 'dcgan[export]'``.
@@ -32,8 +33,10 @@ def generator_config(G: Generator) -> dict:
     return {
         "format": "dcgan-generator", "version": EXPORT_VERSION, "latent_dim": G.latent_dim,
         "image_size": G.image_size, "channels": G.channels, "width": G.width,
-        "num_classes": getattr(G, "num_classes", None),  # None: unconditional
-        "input": "z [B, latent_dim], standard normal", "output": "images [B, channels, size, size] in [-1, 1]",
+        "num_classes": getattr(G, "num_classes", 0) or None,  # None: unconditional
+        "class_names": list(getattr(G, "class_names", ())) if getattr(G, "num_classes", 0) else None,
+        "input": "z [B, latent_dim], standard normal" + (", y [B] int64 class indices" if G.num_classes else ""),
+        "output": "images [B, channels, size, size] in [-1, 1]",
     }
 
 
@@ -67,6 +70,8 @@ def export_generator(G: Generator, out: str | os.PathLike, fmt: str) -> Path:
     G = G.cpu().eval()
     config = json.dumps(generator_config(G))
     z = torch.randn(2, G.latent_dim, generator=torch.Generator().manual_seed(0))
+    inputs = (z, torch.tensor([0, 1 % G.num_classes])) if G.num_classes else (z,)
+    names = ["z", "y"][: len(inputs)]
     if fmt == "safetensors":
         save_file = _require("safetensors.torch").save_file
     elif fmt == "onnx":
@@ -79,13 +84,13 @@ def export_generator(G: Generator, out: str | os.PathLike, fmt: str) -> Path:
         warnings.simplefilter("ignore", DeprecationWarning)
         if fmt == "torchscript":
             with torch.no_grad():
-                traced = torch.jit.trace(G, z)  # the 2-D z path; the batch size stays free
+                traced = torch.jit.trace(G, inputs)  # the 2-D z path; the batch size stays free
             torch.jit.save(traced, str(tmp), _extra_files={CONFIG_KEY: config})
         elif fmt == "onnx":
             with torch.no_grad():
                 torch.onnx.export(
-                    G, (z,), str(tmp), input_names=["z"], output_names=["images"],
-                    dynamic_axes={"z": {0: "batch"}, "images": {0: "batch"}}, dynamo=False,
+                    G, inputs, str(tmp), input_names=names, output_names=["images"],
+                    dynamic_axes={**{n: {0: "batch"} for n in names}, "images": {0: "batch"}}, dynamo=False,
                 )
             model = onnx.load(str(tmp))
             entry = model.metadata_props.add()
@@ -116,8 +121,10 @@ def _config_generator(config: dict, source: Path) -> Generator:
         raise UserError(f"{source} is not a dcgan generator export")
     if config.get("version") != EXPORT_VERSION:
         raise UserError(f"{source} has export version {config.get('version')}; this dcgan reads {EXPORT_VERSION}")
-    return Generator(latent_dim=config["latent_dim"], channels=config["channels"], image_size=config["image_size"],
-                     width=config["width"])
+    G = Generator(latent_dim=config["latent_dim"], channels=config["channels"], image_size=config["image_size"],
+                  width=config["width"], num_classes=config.get("num_classes") or 0)
+    G.class_names = tuple(config.get("class_names") or ())
+    return G
 
 
 def _load_weights(G: Generator, state: dict, source: Path) -> Generator:

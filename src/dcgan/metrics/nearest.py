@@ -182,7 +182,12 @@ def check_run(
                          channels=cfg.channels, image_size=cfg.image_size, in_memory=False)
     test = in_memory(load(test_spec, progress=progress)).images[:num_compare]
     G = load_generator(run, device, ema=ema)
-    samples = seed_images(G, list(range(num_compare)))
+    if G.num_classes:  # a conditional run: every class alike, as dcgan eval draws them
+        from ..sample import generate
+
+        samples = generate(G, num_compare, seed=0)
+    else:
+        samples = seed_images(G, list(range(num_compare)))
     extractor = extractor.to(device).eval()
     from .evaluate import real_features
 
