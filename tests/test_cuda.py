@@ -46,9 +46,9 @@ def test_auto_precision_is_bf16_where_supported(tmp_path):
     assert trainer.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
 
 
-@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
-def test_compiled_training_stores_uncompiled_modules(tmp_path, mode):
-    trainer = Trainer(_tiny(tmp_path / "run", compile=True, compile_mode=mode))
+@pytest.mark.parametrize("mode,conditional", [("default", False), ("reduce-overhead", False), ("default", True)])
+def test_compiled_training_stores_uncompiled_modules(tmp_path, mode, conditional):
+    trainer = Trainer(_tiny(tmp_path / "run", compile=True, compile_mode=mode, conditional=conditional))
     trainer.run()
     assert trainer.step == 4 and all(torch.isfinite(p).all() for p in trainer.G.parameters())
     state = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=True)
