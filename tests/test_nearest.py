@@ -79,3 +79,12 @@ def test_dcgan_nearest_on_a_run(tmp_path, tiny_train, mnist5k, capsys):
     assert main(base) == 2  # a folder run has no test split
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no test split" in err and "Traceback" not in err
+
+    # a run on the first 40 images is compared with those 40, not the whole folder
+    small = tmp_path / "small"
+    assert main(["train", *tiny_train, "--data", "folder", "--data-root", str(tmp_path / "train"),
+                 "--max-images", "40", "--batch-size", "8", "--run-dir", str(small)]) == 0
+    capsys.readouterr()
+    assert main(["nearest", str(small), "-n", "5", "--num-compare", "30", "-o", str(tmp_path / "small.png"),
+                 "--test-data", "folder", "--test-root", str(tmp_path / "test"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_train"] == 40

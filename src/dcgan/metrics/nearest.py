@@ -178,6 +178,9 @@ def check_run(
         return data if isinstance(data, InMemoryImages) else decode_all(data, progress=progress)
 
     train = in_memory(load_train()).images
+    if cfg.max_images is not None:  # the images the run trained on (--max-images takes the first N)
+        train = train[: cfg.max_images]
+        key = {**key, "max_images": cfg.max_images}
     test_spec = DataSpec(name=test_name, root=test_root, split="train" if test_name == "folder" else "test",
                          channels=cfg.channels, image_size=cfg.image_size, in_memory=False)
     test = in_memory(load(test_spec, progress=progress)).images[:num_compare]
