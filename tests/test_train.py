@@ -222,3 +222,18 @@ def test_auto_precision_on_the_cpu_follows_native_bf16(monkeypatch, native, expe
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
     assert runtime.resolve_precision("auto", torch.device("cpu")) == expected
     assert runtime.resolve_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("conditional", [False, True])
+def test_compile_on_cpu_stays_compiled_through_the_lazy_r1_steps(tmp_path, capsys, conditional):
+    """R1's double backward cannot be compiled: its steps run eagerly, the others compiled, no fall-back."""
+    from dcgan.train import Trainer
+
+    trainer = Trainer(TrainConfig(g_width=8, d_width=8, batch_size=8, max_images=64, steps=3, quiet=True,
+                                  compile=True, device="cpu", r1_every_steps=2, conditional=conditional,
+                                  num_workers=0, run_dir=str(tmp_path / "run")))
+    trainer.run()
+    assert trainer.train_step.compiled and trainer.step == 3 and trainer.d_steps == 3
+    assert "torch.compile failed" not in capsys.readouterr().out
+    assert all(torch.isfinite(p).all() for p in trainer.G.parameters())

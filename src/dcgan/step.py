@@ -154,6 +154,11 @@ class Step:
 
     def __call__(self, real: torch.Tensor, z: torch.Tensor, *, r1_weight: float = 0.0, **labels) -> torch.Tensor:
         d_steps = self.d_steps
+        if self.compiled and r1_weight:
+            # R1 differentiates D's input gradient again (double backward), which aot_autograd cannot
+            # compile: the lazy R1 steps (1 in r1_every_steps) run the same modules eagerly
+            return train_step(*self.eager, self.opt_G, self.opt_D, real, z, r1_weight=r1_weight, **labels,
+                              **self.args)
         if self.compiled:
             torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs (reduce-overhead) may reuse last step's outputs
         try:
