@@ -229,8 +229,8 @@ def _add_quality(sub) -> None:
     p = sub.add_parser(
         "quality", help="sample quality of the default recipe against the classic ones, for equal time",
         description="Train the project's default recipe, the classic pytorch/examples loop and a newcomer's "
-        "28x28 loop for the same wall-clock budget, one after another, then score each with the digit "
-        "evaluator; write results.json, results.md and sample grids.",
+        "28x28 loop for the same wall-clock budget, one after another or side by side (--jobs), then score "
+        "each with the digit evaluator; write results.json, results.md and sample grids.",
     )
     p.add_argument("--data", default=unset, help=f"mnist or mnist-5k (default: {d.data})")
     p.add_argument("--data-root", default=unset, help="where the MNIST IDX files are")
