@@ -186,7 +186,7 @@ CASES = [
          "--inception-weights goes with --extractor inception"),
     Case("quality-out-is-a-file", "quality --quick --out {file}", "is a file; give a folder path"),
     Case("bench-json-is-a-folder", "bench --quick --json {tmp}", "is an existing folder"),
-    Case("evaluator-unlabelled-data", "evaluator train --data cifar10 --out {tmp}/e.pt", "invalid choice"),
+    Case("evaluator-unlabelled-data", "evaluator train --data celeba --out {tmp}/e.pt", "invalid choice"),
 ]
 
 _messages: dict[str, tuple[str, int]] = {}

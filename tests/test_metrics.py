@@ -384,7 +384,8 @@ def test_eval_cli_json(tiny_run, tmp_path, capsys):
     # again, as a table, from the cache: the same numbers
     assert main(argv) == 0
     table = capsys.readouterr().out
-    assert re.search(rf"^FID +{out['fid']:.3f}$", table, re.MULTILINE) and "smallest class" in table
+    assert re.search(rf"^FID \(digits, {out['num_images']}\) +{out['fid']:.3f}$", table, re.MULTILINE)
+    assert "smallest class" in table
 
 
 def test_eval_cli_user_errors_are_one_line(tiny_run, tmp_path, monkeypatch, capsys):

@@ -72,7 +72,7 @@ _TRAIN_OPTIONS = [
     ("num_samples", int, "images in each sample grid"),
     ("eval_every_steps", int, "evaluate FID every N steps during training and keep checkpoints/best.pt (0: off)"),
     ("eval_num_images", int, "generated images per evaluation during training"),
-    ("eval_extractor", str, "digits or inception (default: digits for grayscale, inception for RGB)"),
+    ("eval_extractor", str, "digits, cifar10 or inception (default: digits for grayscale, cifar10 for RGB)"),
     ("compile_mode", str, "torch.compile mode with --compile: default, reduce-overhead (CUDA graphs), "
                           "max-autotune or max-autotune-no-cudagraphs"),
 ]
@@ -114,11 +114,12 @@ def _class_arg(p, text: str = "draw this class of a class-conditional run: a nam
 
 def _extractor_args(p) -> None:
     """The feature network of eval, nearest and stats, and where its weights are."""
-    p.add_argument("--extractor", choices=("digits", "inception"),
-                   help="feature network (default: digits for grayscale data, inception for colour)")
+    p.add_argument("--extractor", choices=("digits", "cifar10", "inception"),
+                   help="feature network (default: the offline digits one for grayscale data, the offline "
+                   "cifar10 one for colour; inception, the papers' standard, downloads its weights)")
     p.add_argument("--inception-weights", metavar="PATH", help="FID Inception-v3 weights (default: torch hub cache)")
     p.add_argument("--evaluator-weights", metavar="PATH",
-                   help="digit evaluator from 'dcgan evaluator train' (default: the shipped MNIST one)")
+                   help="evaluator weights from 'dcgan evaluator train' (default: the shipped digits or cifar10 one)")
 
 
 def _add_sample(sub) -> None:
@@ -212,11 +213,15 @@ def _add_evaluator(sub) -> None:
         "train", help="train the digit evaluator",
         description="Train the digit classifier on a training split and report its test accuracy.",
     )
-    t.add_argument("--data", choices=("mnist", "fashion-mnist"), default="mnist")
-    t.add_argument("--data-root", help="where the IDX files are (default: ~/.cache/dcgan/data)")
+    t.add_argument("--data", choices=("mnist", "fashion-mnist", "cifar10"), default="mnist",
+                   help="mnist and fashion-mnist train the 28x28 digit network, cifar10 the 32x32 colour one")
+    t.add_argument("--data-root", help="where the IDX files, or CIFAR-10's batches or class folders, are "
+                   "(default: ~/.cache/dcgan/data)")
     t.add_argument("--download", action="store_true", help="download the dataset when it is not on disk")
     t.add_argument("--out", required=True, help="where to write the weights (.pt)")
     t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="bf16 autocast where the device has it natively (default: auto)")
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
@@ -490,7 +495,7 @@ def _evaluator(args: argparse.Namespace) -> int:
 
     meta = build_evaluator(
         args.out, data=args.data, data_root=args.data_root, epochs=args.epochs, batch_size=args.batch_size,
-        seed=args.seed, device=choose_device(args.device), download=args.download,
+        seed=args.seed, device=choose_device(args.device), download=args.download, precision=args.precision,
     )
     print(f"test accuracy {meta['test_accuracy']:.2%} on {meta['num_test_images']:,} images; wrote {args.out}")
     return 0

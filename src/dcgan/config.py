@@ -88,7 +88,7 @@ class TrainConfig:
     num_samples: int = 64  # images in each sample grid (fixed noise)
     eval_every_steps: int = 0  # evaluate FID during training (0: off); keeps checkpoints/best.pt
     eval_num_images: int = 10_000
-    eval_extractor: str | None = None  # None: the digit evaluator for grayscale, Inception-v3 for RGB
+    eval_extractor: str | None = None  # None: the digit evaluator for grayscale, the CIFAR-10 one for RGB
     tensorboard: bool = False
     quiet: bool = False
     dry_run: bool = False  # one step, to check that everything is wired

@@ -58,8 +58,10 @@ class Evaluation:
                           batch_size=self.opts.batch_size, cache_key=self.key, progress=False)
         if result is None:  # not rank 0
             return
+        # the feature network and sample count travel with the figures: FIDs of two extractors never compare
         row = {"step": trainer.step, "epoch": trainer.epoch, "fid": result.fid, "kid": result.kid_mean,
-               "is": result.is_mean, "min_class_share": result.min_class_share}
+               "is": result.is_mean, "min_class_share": result.min_class_share, "extractor": result.extractor,
+               "num_images": result.num_images}
         trainer.log.write(row)
         trainer.emit("on_row", row)
         if result.fid < trainer.best_fid:

@@ -82,6 +82,40 @@ def _mnist_5k() -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.from_numpy(table[:, 784].astype(np.int64))
 
 
+def cifar10_folder(root: str | os.PathLike, split: str) -> Path | None:
+    """``root/<split>`` when it holds CIFAR-10 as JPEG/PNG copies in one sub-folder per class, else None."""
+    folder = Path(root) / split
+    names = set(CLASS_NAMES["cifar10"])
+    if folder.is_dir() and names <= {p.name for p in folder.iterdir() if p.is_dir()}:
+        return folder
+    return None
+
+
+def _cifar10(spec: DataSpec, *, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIFAR-10 from the official Python batches (torchvision) or from image copies in class folders.
+
+    A root that holds ``train/<class>/`` and ``test/<class>/`` image files (the layout of many
+    CIFAR-10 exports) is read as a labelled image folder, decoded once into the decoded-image cache;
+    anything else goes to torchvision's loader, which wants ``cifar-10-batches-py``.
+    """
+    folder = cifar10_folder(spec.root, spec.split) if spec.root is not None else None
+    if folder is None:
+        import torchvision
+
+        ds = _torchvision(torchvision.datasets.CIFAR10, spec, train=spec.split == "train")
+        return torch.from_numpy(ds.data).permute(0, 3, 1, 2), torch.tensor(ds.targets, dtype=torch.long)
+    from .decoded import decode_cached
+
+    files = ImageFolder(str(folder), 3, 32, labelled=True)
+    extra = sorted(set(files.classes) - set(CLASS_NAMES["cifar10"]))
+    if extra:
+        raise UserError(f"{folder} has sub-folders that are not CIFAR-10 classes: {', '.join(extra)}")
+    # the class index is CIFAR-10's own order, which sorted folder names happen to match
+    data = decode_cached(files, DataSpec(name="cifar10", root=str(folder), channels=3, image_size=32),
+                         progress=progress)
+    return data.images, data.labels
+
+
 def _default_root() -> str:
     return str(cache_home() / "data")
 
@@ -227,11 +261,7 @@ def load(spec: DataSpec, *, progress: bool = True) -> InMemoryImages | Dataset:
         if spec.name == "mnist-5k":
             images, labels = _mnist_5k()
         elif spec.name == "cifar10":
-            import torchvision
-
-            ds = _torchvision(torchvision.datasets.CIFAR10, spec, train=spec.split == "train")
-            images = torch.from_numpy(ds.data).permute(0, 3, 1, 2)
-            labels = torch.tensor(ds.targets, dtype=torch.long)
+            images, labels = _cifar10(spec, progress=progress)
         else:
             images, labels = _mnist_family(spec)
         if spec.max_images is not None:
