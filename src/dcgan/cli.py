@@ -100,6 +100,10 @@ def _add_train(sub) -> None:
     for name, text in _TRAIN_SWITCHES:
         p.add_argument(_flag(name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
     p.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT", help="continue a run exactly where it stopped")
+    p.add_argument("--config", metavar="FILE", help="options from a .toml, .yaml or .json file with TrainConfig's "
+                   "field names, or a run's config.json to repeat it; options given here override the file")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config as JSON (a --config file) and train nothing")
 
 
 def _generator_args(p, device: str = "auto", device_help: str | None = None) -> None:
@@ -384,19 +388,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import json
     import signal
 
+    from .configfile import read_config_file
     from .options import resolve
     from .runtime import finish_distributed
     from .train import Trainer
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     if ("steps" in given or "minutes" in given) and "epochs" not in given:
-        given["epochs"] = None
+        given["epochs"] = None  # a length in steps or minutes replaces the default epochs (and a file's)
     if "recipe" in given and args.resume:
         raise UserError("--recipe starts a new run; a resumed run keeps its checkpoint's recipe")
+    if args.config is not None:
+        if args.resume:
+            raise UserError("--config starts a new run; a resumed run takes its config from its checkpoint "
+                            "(give options on the command line to change them)")
+        given = {**read_config_file(args.config), **given}  # the command line overrides the file
     cfg = TrainConfig.for_recipe(given.pop("recipe", "default"), **given)
-    trainer = Trainer(resolve(cfg, resume=args.resume, given=set(given)))
+    resolved = resolve(cfg, resume=args.resume, given=set(given))
+    if args.print_config:
+        print(json.dumps(resolved.cfg.to_dict(), indent=2))
+        return 0
+    trainer = Trainer(resolved)
     trainer.run()
     finish_distributed()
     if trainer.stop_reason in ("SIGINT", "SIGTERM"):
