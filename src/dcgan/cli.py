@@ -61,7 +61,8 @@ _TRAIN_OPTIONS = [
     ("steps", int, "training length in steps (overrides --epochs)"),
     ("minutes", float, "wall-clock training budget in minutes; without --steps or --epochs it alone sets the length"),
     ("seed", int, "random seed"),
-    ("device", str, "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"),
+    ("device", str, "auto (CUDA, then the accelerator torch reports: MPS or XPU, then the CPU), cpu, cuda, "
+               "cuda:N, mps or xpu"),
     ("precision", str, "auto (bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere), fp32, bf16 or fp16 (CUDA)"),
     ("run_dir", str, "output folder (default: runs/DATA-SIZEpx-TIMESTAMP); must not exist yet"),
     ("log_every_steps", int, "write metrics.jsonl and the progress numbers every N steps"),
