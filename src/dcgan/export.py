@@ -154,8 +154,10 @@ def load_pretrained(path: str | os.PathLike, *, device: torch.device | str = "cp
         else:
             from . import hub
 
-            if hub.looks_like_repo_id(path):
-                path = hub.download(path)
+            if not hub.looks_like_repo_id(path):
+                raise UserError(f"{path} is not a file or folder, a generator that ships with dcgan "
+                                f"({', '.join(pretrained.names()) or 'none'}) or a Hub id user/repo")
+            path = hub.download(path)
     path = Path(path)
     if path.is_dir() and (path / HUB_WEIGHTS).is_file():
         path = path / HUB_WEIGHTS
