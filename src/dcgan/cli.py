@@ -1,7 +1,7 @@
 """The command line: the only place that parses arguments.
 
-``dcgan train | sample | eval | evaluator train | bench | quality``, and after training
-``interpolate | arithmetic | animate | export | nearest | stats``. ``main(argv)`` returns
+``dcgan train | sample | eval | evaluator train | bench | quality``, after training
+``interpolate | arithmetic | animate | export | push | nearest | stats``, and ``pretrained``. ``main(argv)`` returns
 the exit code so the CLI can be tested in-process. A user mistake prints one
 line and exits 2; a stop by signal exits 130 (SIGINT) or 143 (SIGTERM).
 """
@@ -61,7 +61,8 @@ _TRAIN_OPTIONS = [
     ("steps", int, "training length in steps (overrides --epochs)"),
     ("minutes", float, "wall-clock training budget in minutes; without --steps or --epochs it alone sets the length"),
     ("seed", int, "random seed"),
-    ("device", str, "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"),
+    ("device", str, "auto (CUDA, then the accelerator torch reports: MPS or XPU, then the CPU), cpu, cuda, "
+               "cuda:N, mps or xpu"),
     ("precision", str, "auto (bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere), fp32, bf16 or fp16 (CUDA)"),
     ("run_dir", str, "output folder (default: runs/DATA-SIZEpx-TIMESTAMP); must not exist yet"),
     ("log_every_steps", int, "write metrics.jsonl and the progress numbers every N steps"),
@@ -100,12 +101,41 @@ def _add_train(sub) -> None:
     for name, text in _TRAIN_SWITCHES:
         p.add_argument(_flag(name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
     p.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT", help="continue a run exactly where it stopped")
+    p.add_argument("--config", metavar="FILE", help="options from a .toml, .yaml or .json file with TrainConfig's "
+                   "field names, or a run's config.json to repeat it; options given here override the file")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config as JSON (a --config file) and train nothing")
 
 
 def _generator_args(p, device: str = "auto", device_help: str | None = None) -> None:
     """--device and --no-ema: every command that loads a trained generator takes both."""
     p.add_argument("--device", default=device, help=device_help)
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its moving average")
+
+
+def _pretrained_arg(p) -> None:
+    p.add_argument("--pretrained", metavar="NAME_OR_PATH",
+                   help="instead of a checkpoint: a generator shipped with dcgan (dcgan pretrained lists them), "
+                   "an export, a --hub-folder or a Hugging Face Hub id user/repo (needs dcgan[hub])")
+
+
+def _source(args: argparse.Namespace) -> str:
+    """The checkpoint or --pretrained generator a command reads: exactly one of them."""
+    if (args.checkpoint is None) == (getattr(args, "pretrained", None) is None):
+        raise UserError(f"dcgan {args.command}: give a checkpoint (or run directory) or --pretrained NAME, one of them")
+    return args.checkpoint if args.checkpoint is not None else args.pretrained
+
+
+def _load_G(args: argparse.Namespace, device):
+    """The generator of a checkpoint, or of --pretrained (a shipped name, an export, a Hub folder or id)."""
+    source = _source(args)
+    if args.checkpoint is not None:
+        from .sample import load_generator
+
+        return load_generator(source, device, ema=not args.no_ema)
+    from .models import Generator
+
+    return Generator.from_pretrained(source, device=device)
 
 
 def _class_arg(p, text: str = "draw this class of a class-conditional run: a name or an index") -> None:
@@ -123,8 +153,9 @@ def _extractor_args(p) -> None:
 
 
 def _add_sample(sub) -> None:
-    p = sub.add_parser("sample", help="generate images from a checkpoint")
-    p.add_argument("checkpoint", help="a checkpoint file or a run directory")
+    p = sub.add_parser("sample", help="generate images from a checkpoint or a pretrained generator")
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint file or a run directory")
+    _pretrained_arg(p)
     p.add_argument("-n", "--num-images", type=int, default=64)
     p.add_argument("-o", "--out", default="samples.png", help="a .png grid, a .npz, or a folder (default: samples.png)")
     p.add_argument("--format", choices=("grid", "folder", "npz"), help="default: from --out")
@@ -188,8 +219,9 @@ def _add_eval(sub) -> None:
         "eval", help="measure sample quality: FID, KID, IS, class coverage",
         description="Generate images from a checkpoint and compare them with the real data.",
     )
-    p.add_argument("checkpoint", help="a checkpoint file or a run directory, or a folder or .npz of images "
-                   "(then --data names the real images)")
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint file or a run directory, or a folder or .npz of "
+                   "images (then --data names the real images)")
+    _pretrained_arg(p)
     p.add_argument("-n", "--num-images", type=int, default=10_000, help="images to generate (default: 10000)")
     _extractor_args(p)
     p.add_argument("--data", help="real dataset (default: the checkpoint's)")
@@ -266,7 +298,8 @@ def _add_demo(sub) -> None:
         description="Serve a page with a grid of samples by seed, latent sliders, slerp walks as GIFs and "
         "downloads of the image and its z. Binds to 127.0.0.1 unless --host is given.",
     )
-    p.add_argument("checkpoint", help="a run directory (its checkpoints/latest.pt) or a checkpoint file")
+    p.add_argument("checkpoint", nargs="?", help="a run directory (its checkpoints/latest.pt) or a checkpoint file")
+    _pretrained_arg(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 is every network)")
     p.add_argument("--port", type=int, default=7860, help="TCP port (default: 7860)")
@@ -329,8 +362,37 @@ def _add_export(sub) -> None:
     p.add_argument("checkpoint", help="a checkpoint file or a run directory")
     p.add_argument("--format", choices=("torchscript", "onnx", "safetensors"),
                    help="default: from the suffix of -o (.pt/.ts, .onnx, .safetensors)")
-    p.add_argument("-o", "--out", required=True, help="the file to write")
+    p.add_argument("-o", "--out", help="the file to write")
+    p.add_argument("--hub-folder", metavar="DIR", help="instead of -o: write the folder 'dcgan push' uploads to the "
+                   "Hugging Face Hub (model.safetensors, config.json, README.md model card, grid.png); DIR must be "
+                   "new or empty")
+    _hub_args(p)
     p.add_argument("--no-ema", action="store_true", help="export the raw generator, not its moving average")
+
+
+def _hub_args(p) -> None:
+    p.add_argument("--eval-json", metavar="FILE", help="put the figures of 'dcgan eval RUN --json > FILE' on the "
+                   "model card (default: training figures only)")
+    p.add_argument("--license", default="mit", help="the card's license, a Hub license id (default: mit)")
+
+
+def _add_push(sub) -> None:
+    p = sub.add_parser(
+        "push", help="upload a run's generator to the Hugging Face Hub (needs dcgan[hub])",
+        description="Write what 'dcgan export RUN --hub-folder DIR' writes and upload it to the Hub repository "
+        "REPO_ID, creating it when missing. Log in first (hf auth login, or set HF_TOKEN).",
+    )
+    p.add_argument("checkpoint", help="a checkpoint file or a run directory")
+    p.add_argument("repo_id", help="the Hub repository, user/name")
+    _hub_args(p)
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--no-ema", action="store_true", help="upload the raw generator, not its moving average")
+
+
+def _add_pretrained(sub) -> None:
+    sub.add_parser("pretrained", help="list the pretrained generators that ship with dcgan",
+                   description="List the generators inside the package, with their data, training and FID; "
+                   "use one with dcgan sample --pretrained NAME or Generator.from_pretrained(NAME).")
 
 
 def _add_nearest(sub) -> None:
@@ -385,23 +447,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_nearest(sub)
     _add_stats(sub)
+    _add_push(sub)
+    _add_pretrained(sub)
     return parser
 
 
 def _train(args: argparse.Namespace) -> int:
+    import json
     import signal
 
+    from .configfile import read_config_file
     from .options import resolve
     from .runtime import finish_distributed
     from .train import Trainer
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     if ("steps" in given or "minutes" in given) and "epochs" not in given:
-        given["epochs"] = None
+        given["epochs"] = None  # a length in steps or minutes replaces the default epochs (and a file's)
     if "recipe" in given and args.resume:
         raise UserError("--recipe starts a new run; a resumed run keeps its checkpoint's recipe")
+    if args.config is not None:
+        if args.resume:
+            raise UserError("--config starts a new run; a resumed run takes its config from its checkpoint "
+                            "(give options on the command line to change them)")
+        given = {**read_config_file(args.config), **given}  # the command line overrides the file
     cfg = TrainConfig.for_recipe(given.pop("recipe", "default"), **given)
-    trainer = Trainer(resolve(cfg, resume=args.resume, given=set(given)))
+    resolved = resolve(cfg, resume=args.resume, given=set(given))
+    if args.print_config:
+        print(json.dumps(resolved.cfg.to_dict(), indent=2))
+        return 0
+    trainer = Trainer(resolved)
     trainer.run()
     finish_distributed()
     if trainer.stop_reason in ("SIGINT", "SIGTERM"):
@@ -414,10 +489,10 @@ def _sample(args: argparse.Namespace) -> int:
 
     from .runtime import choose_device
     from .sample import (
-        check_output, chosen_class, class_labels, class_rows, generate, infer_format, load_generator, one_class,
-        output_path, write,
+        check_output, chosen_class, class_labels, class_rows, generate, infer_format, one_class, output_path, write,
     )
 
+    _source(args)
     if args.num_images < 1:
         raise UserError(f"--num-images must be at least 1, got {args.num_images}")
     fmt = infer_format(Path(args.out), args.format)
@@ -428,11 +503,11 @@ def _sample(args: argparse.Namespace) -> int:
         from .latent import parse_seeds
 
         seeds = parse_seeds(args.seeds)
-        G = load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema)
+        G = _load_G(args, choose_device(args.device))
         write_seed_images(seed_images(one_class(G, args.class_name, "--seeds"), seeds), seeds, out, fmt)
         print(f"wrote {len(seeds)} images (seeds {args.seeds}) to {out}")
         return 0
-    G = load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema)
+    G = _load_G(args, choose_device(args.device))
     label = chosen_class(G, args.class_name)
     if G.num_classes and label is None and fmt == "grid":
         images, nrow = class_rows(G, args.num_images, seed=args.seed)
@@ -471,6 +546,23 @@ def _eval(args: argparse.Namespace) -> int:
         progress=dist.is_main, download=args.download, precision_recall_k=args.k or None,
     )
     device = choose_device(args.device, dist.local_rank)
+    source = _source(args)
+    if args.pretrained is not None:
+        from .pretrained.make import score
+
+        from .pretrained import card, names
+
+        data = args.data or (card(source)["data"]["name"] if source in names() else None)
+        if args.ref is not None or data is None:
+            raise UserError("dcgan eval --pretrained needs --data (the real images; --ref is for checkpoints)")
+        result, info = score(_load_G(args, device), data=data, data_root=args.data_root, split=args.split,
+                             num_images=args.num_images, seed=args.seed, cache_dir=args.cache_dir,
+                             progress=dist.is_main, precision_recall_k=args.k or None)
+        info = {"pretrained": source, **info}
+        if dist.is_main:
+            print(json.dumps({**info, **result.to_dict()}, indent=2) if args.json else format_table(result, info))
+        finish_distributed()
+        return 0
     if args.ref is not None:
         fid, info = fid_against_statistics(args.checkpoint, args.ref, opts=opts, device=device)
         if dist.is_main:
@@ -516,7 +608,9 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import serve
     from .runtime import choose_device
 
-    serve(args.checkpoint, host=args.host, port=args.port, device=choose_device(args.device), ema=not args.no_ema)
+    _source(args)
+    serve(args.checkpoint, pretrained=args.pretrained, host=args.host, port=args.port,
+          device=choose_device(args.device), ema=not args.no_ema)
     return 0
 
 
@@ -590,8 +684,38 @@ def _animate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export_run
 
+    if (args.out is None) == (args.hub_folder is None):
+        raise UserError("dcgan export: give -o FILE or --hub-folder DIR, one of them")
+    if args.hub_folder is not None:
+        from .hub import read_evaluation, run_facts, write_folder
+
+        if args.format is not None:
+            raise UserError("--format goes with -o; a --hub-folder holds safetensors weights")
+        evaluation = read_evaluation(args.eval_json, run_facts(args.checkpoint))
+        out = write_folder(args.checkpoint, args.hub_folder, evaluation=evaluation, license=args.license,
+                           ema=not args.no_ema)
+        print(f"wrote {out}: what 'dcgan push {args.checkpoint} REPO_ID' uploads")
+        return 0
+    if args.eval_json is not None:
+        raise UserError("--eval-json goes with --hub-folder (the model card)")
     out = export_run(args.checkpoint, args.out, fmt=args.format, ema=not args.no_ema)
     print(f"wrote {out}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from .hub import push
+
+    url = push(args.checkpoint, args.repo_id, evaluation_path=args.eval_json, private=args.private,
+               license=args.license, ema=not args.no_ema)
+    print(f"pushed {args.checkpoint} to {url}")
+    return 0
+
+
+def _pretrained(args: argparse.Namespace) -> int:
+    from .pretrained import format_list
+
+    print(format_list())
     return 0
 
 
@@ -648,7 +772,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         commands = {"train": _train, "sample": _sample, "bench": _bench, "eval": _eval, "evaluator": _evaluator,
                     "quality": _quality, "demo": _demo, "interpolate": _interpolate, "arithmetic": _arithmetic,
-                    "animate": _animate, "export": _export, "nearest": _nearest, "stats": _stats}
+                    "animate": _animate, "export": _export, "nearest": _nearest, "stats": _stats, "push": _push,
+                    "pretrained": _pretrained}
         return commands[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

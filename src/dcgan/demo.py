@@ -381,10 +381,11 @@ def check_address(host: str, port: int) -> None:
 
 
 def serve(
-    run: str | Path, *, host: str = "127.0.0.1", port: int = 7860, device: torch.device | None = None,
-    ema: bool = True,
+    run: str | Path | None, *, pretrained: str | None = None, host: str = "127.0.0.1", port: int = 7860,
+    device: torch.device | None = None, ema: bool = True,
 ) -> None:
-    """Serve the demo page for a run directory or checkpoint until Ctrl-C (or SIGTERM)."""
+    """Serve the demo page for a run directory or checkpoint, or a ``pretrained`` generator (a shipped name,
+    an export, a Hub folder or id: ``Generator.from_pretrained``), until Ctrl-C (or SIGTERM)."""
     import_gradio()  # fail on a missing extra, a bad address or a busy port before loading anything
     check_address(host, port)
     device = device or torch.device("cpu")
@@ -393,12 +394,16 @@ def serve(
         # 12 ms on two on the shared 2-core machine: more intra-op threads only add
         # synchronisation, and Gradio already runs handlers in concurrent threads.
         torch.set_num_threads(1)
-    config = ckpt.load(run)["config"]
-    num_classes = len(config.get("class_names") or ()) if config.get("conditional") else None
-    G = _load(run, device, ema=ema)
-    info = (f"`{Path(run).resolve().name}`: {config['image_size']}×{config['image_size']}, "
-            f"{config['channels']} channel(s), z of {config['latent_dim']}, "
-            f"{'EMA' if ema else 'raw'} generator, on {device.type}")
+    if pretrained is not None:
+        G = Generator.from_pretrained(pretrained, device=device)
+        title, kind = f"pretrained {pretrained}", "exported"
+    else:
+        ckpt.load(run)  # a foreign or corrupt file fails here, in one line
+        G = _load(run, device, ema=ema)
+        title, kind = Path(run).resolve().name, "EMA" if ema else "raw"
+    num_classes = G.num_classes or None
+    info = (f"`{title}`: {G.image_size}×{G.image_size}, {G.channels} channel(s), z of {G.latent_dim}, "
+            f"{kind} generator, on {device.type}")
     previous_cache = os.environ.get("GRADIO_TEMP_DIR")
     # SIGTERM ends the server like Ctrl-C, so the temporary files are removed either way.
     try:

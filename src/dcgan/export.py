@@ -27,6 +27,7 @@ from .models import Generator
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx", "safetensors": ".safetensors"}
 CONFIG_KEY = "dcgan"  # the metadata entry (ONNX, safetensors) or extra file (TorchScript) with the config
 EXPORT_VERSION = 1
+HUB_WEIGHTS = "model.safetensors"  # the weights file of a Hub folder (hub.write_folder)
 
 
 def generator_config(G: Generator) -> dict:
@@ -136,13 +137,30 @@ def _load_weights(G: Generator, state: dict, source: Path) -> Generator:
 
 
 def load_pretrained(path: str | os.PathLike, *, device: torch.device | str = "cpu", ema: bool = True) -> Generator:
-    """A ``Generator`` in eval mode from a safetensors or TorchScript export, a checkpoint or a run directory.
+    """A ``Generator`` in eval mode from a safetensors or TorchScript export, a checkpoint, a run directory,
+    a Hub folder (``dcgan export --hub-folder``), the name of a generator shipped with the package
+    (``dcgan pretrained``) or a Hugging Face Hub repository id ``user/repo``.
 
-    Exports already hold re-estimated batch-norm statistics; checkpoints get them
-    from ``sample.load_generator``. ONNX files are for ONNX runtimes, not torch.
+    A path that exists wins over a shipped name or a repository id of the same spelling. Exports already
+    hold re-estimated batch-norm statistics; checkpoints get them from ``sample.load_generator``. ONNX
+    files are for ONNX runtimes, not torch.
     """
-    path = Path(path)
+    from . import pretrained
+
     device = torch.device(device)
+    if not Path(path).exists() and isinstance(path, str):
+        if path in pretrained.names():
+            path = pretrained.weights_path(path)
+        else:
+            from . import hub
+
+            if not hub.looks_like_repo_id(path):
+                raise UserError(f"{path} is not a file or folder, a generator that ships with dcgan "
+                                f"({', '.join(pretrained.names()) or 'none'}) or a Hub id user/repo")
+            path = hub.download(path)
+    path = Path(path)
+    if path.is_dir() and (path / HUB_WEIGHTS).is_file():
+        path = path / HUB_WEIGHTS
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         raise UserError(f"{path} is an ONNX export: run it with onnxruntime, or load the .safetensors export")

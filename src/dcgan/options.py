@@ -64,6 +64,9 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
     """
     validate(cfg)
     given = set(given_options(cfg) if given is None else given)
+    if "epochs" not in given and any(name in given and getattr(cfg, name) is not None for name in ("steps", "minutes")):
+        # a length in steps or minutes replaces the default epochs: TrainConfig(minutes=3) is dcgan train --minutes 3
+        cfg, given = dataclasses.replace(cfg, epochs=None), given | {"epochs"}
     state, continued_from, init_weights = None, None, None
     if resume is not None and "init_from" in given:
         # a resumed run already has its weights; a fine-tuned run's own checkpoint wins over its source

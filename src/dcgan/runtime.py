@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -23,18 +24,44 @@ from .errors import UserError
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+
+
+def _accelerator() -> torch.device | None:
+    """The accelerator torch reports: ``torch.accelerator`` where torch has it (2.6+), else the older checks."""
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and hasattr(accelerator, "current_accelerator"):
+        device = accelerator.current_accelerator() if accelerator.is_available() else None
+        return torch.device(device.type) if device is not None else None
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        return torch.device("xpu")
+    return None
+
+
+def _available(device_type: str) -> bool:
+    if device_type == "mps":
+        return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    module = getattr(torch, device_type, None)
+    return module is not None and module.is_available()
+
+
 def choose_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist."""
+    """``auto`` picks CUDA, then the accelerator torch reports (Apple MPS, Intel XPU), then the CPU; an
+    explicit device must exist."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank)
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
+        accelerator = _accelerator()
+        if accelerator is not None and accelerator.type in DEVICE_TYPES:
+            return accelerator
         return torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N, mps or xpu") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"--device {name}: CUDA is not available on this machine")
@@ -42,11 +69,26 @@ def choose_device(name: str = "auto", local_rank: int = 0) -> torch.device:
             device = torch.device("cuda", local_rank)
         elif device.index >= torch.cuda.device_count():
             raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"--device {name}: MPS is not available on this machine")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise UserError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    if device.type not in DEVICE_TYPES:
+        raise UserError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N, mps or xpu")
+    if device.type in ("mps", "xpu") and not _available(device.type):
+        raise UserError(f"--device {name}: {device.type.upper()} is not available on this machine")
     return device
+
+
+def supports_bf16(device: torch.device) -> bool:
+    """Whether autocast can compute in bf16 on ``device`` (the CPU always can, if slowly without native bf16)."""
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "xpu" and hasattr(torch.xpu, "is_bf16_supported"):
+        return torch.xpu.is_bf16_supported()
+    try:  # MPS has bf16 from macOS 14; ask the device itself
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            return (torch.ones(2, 2, device=device) @ torch.ones(2, 2, device=device)).dtype == torch.bfloat16
+    except (RuntimeError, TypeError, AssertionError):
+        return False
 
 
 def cpu_has_native_bf16() -> bool:
@@ -77,8 +119,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise UserError(f"--precision fp16 needs a CUDA device (this run uses {device}); bf16 runs on CPUs too")
-    if precision == "bf16" and device.type not in ("cuda", "cpu"):
-        raise UserError(f"--precision bf16 needs a CUDA device or the CPU (this run uses {device})")
+    if precision == "bf16" and not supports_bf16(device):
+        print0(f"notice: {device} has no bf16 autocast here; training in fp32", file=sys.stderr)
+        return "fp32"
     return precision
 
 
