@@ -271,8 +271,7 @@ def write_progress_gif(run_dir: str | os.PathLike, out: str | os.PathLike | None
             with Image.open(path) as image:
                 frames.append(image.convert("RGB") if image.mode not in ("L", "RGB") else image.copy())
         except (OSError, ValueError, SyntaxError) as e:  # a grid cut short or overwritten: leave it out
-            print(f"warning: skipping unreadable sample grid {path} ({str(e).splitlines()[0][:100]})",
-                  file=sys.stderr)
+            print(f"warning: skipping unreadable sample grid {path} ({type(e).__name__})", file=sys.stderr)
     if not frames:
         return None
     sizes = {f.size for f in frames}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import signal
 import sys
@@ -88,7 +89,7 @@ def check_suffix(path: str | os.PathLike, fmt: str, suffixes: dict[str, tuple[st
     suffix = Path(path).suffix.lower()
     for other, names in suffixes.items():
         if other != fmt and suffix in names and suffix not in suffixes.get(fmt, ()):
-            raise UserError(f"{path} is named like a {other} file, but --format {fmt} was given; "
+            raise UserError(f"{path} has a {suffix} name, which is {other}, but --format {fmt} was given; "
                             f"use a {' or '.join(suffixes[fmt])} name or --format {other}")
 
 
@@ -114,8 +115,9 @@ def write_failure(error: BaseException, folder: str | os.PathLike) -> str | None
         pass
     lowered = text.lower()
     if any(m in lowered for m in ("no space left", "read-only file system", "permission denied", "write failed",
-                                  "disk quota", "file too large")):
-        return text.strip().splitlines()[0][:200] if text.strip() else type(error).__name__
+                                  "disk quota", "file too large", "unexpected pos")):  # torch's zip writer on a full disk
+        first = re.sub(r"\[enforce fail at [^\]]*\]\s*\.?\s*", "", text.strip().splitlines()[0])
+        return f"{type(error).__name__}: {first[:160]}"
     return None
 
 
@@ -242,5 +244,9 @@ def check_fits_in_memory(G, num_images: int, what: str, *, copies: int = 4) -> N
     free = available_memory_bytes()
     if free is not None and needed > free:
         raise UserError(f"{what}: {num_images:,} images of {G.channels}x{G.image_size}x{G.image_size} need about "
-                        f"{needed / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free; make fewer"
+                        f"{_size(needed)}, more than the {_size(free)} free; make fewer"
                         f"{', or write a folder (streamed)' if what == '--num-images' else ''}")
+
+
+def _size(num_bytes: int) -> str:
+    return f"{num_bytes / 2**30:.1f} GiB" if num_bytes >= 2**30 else f"{num_bytes / 2**20:.0f} MiB"
