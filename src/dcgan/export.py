@@ -14,6 +14,7 @@ ONNX needs ``onnx`` (and ``onnxscript`` for torch's exporter), safetensors the
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -87,7 +88,11 @@ def export_generator(G: Generator, out: str | os.PathLike, fmt: str) -> Path:
         if fmt == "torchscript":
             with torch.no_grad():
                 traced = torch.jit.trace(G, inputs)  # the 2-D z path; the batch size stays free
-            torch.jit.save(traced, str(tmp), _extra_files={CONFIG_KEY: config})
+            # into memory first: torch.jit.save aborts the whole interpreter when the disk fills under it
+            buffer = io.BytesIO()
+            torch.jit.save(traced, buffer, _extra_files={CONFIG_KEY: config})
+            with open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
         elif fmt == "onnx":
             with torch.no_grad():
                 torch.onnx.export(

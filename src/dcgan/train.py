@@ -327,10 +327,12 @@ class Trainer:
     def _prepare_run_dir(self) -> None:
         if not self.dist.is_main:
             return
+        new = not self.resumed or self.continued_from is not None
+        made = not self.run_dir.exists()
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.lock.acquire()
-            if not self.resumed or self.continued_from is not None:
+            if new:
                 # another trainer may have made the same new run directory since options.resolve looked
                 if any(p.name != self.lock.path.name for p in self.run_dir.iterdir()):
                     raise UserError(f"run directory {self.run_dir} already exists; resume it with --resume "
@@ -352,6 +354,9 @@ class Trainer:
                 "torch": torch.__version__,
             })
         except OSError as e:
+            if new and made:  # nothing of it is worth keeping, and a rerun would find it in its way
+                self.lock.release()
+                shutil.rmtree(self.run_dir, ignore_errors=True)
             raise UserError(f"cannot write to run directory {self.run_dir}: {e.strerror or e}") from None
 
     def save_samples(self, name: str) -> Path:
