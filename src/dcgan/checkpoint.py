@@ -54,3 +54,13 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
             f"this dcgan reads version {VERSION}"
         )
     return state
+
+
+def load_training(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """``load``, and the state must hold what every reader takes from it: the config, G and the step."""
+    state = load(path, map_location=map_location)
+    missing = [key for key in ("config", "G") if not isinstance(state.get(key), dict)]
+    if missing or not isinstance(state.get("step", 0), int):
+        raise UserError(f"{resolve(path)} is a dcgan checkpoint without its {' and '.join(missing) or 'step'}: "
+                        "cut short or edited by hand?")
+    return state

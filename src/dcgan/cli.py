@@ -12,8 +12,10 @@ import argparse
 import dataclasses
 import sys
 
+from . import argtypes as at
 from .config import TrainConfig
 from .errors import UserError
+from .outputs import Terminated, terminate_cleanly
 
 _DEFAULTS = TrainConfig()
 
@@ -97,7 +99,7 @@ def _add_train(sub) -> None:
     for name, typ, text in _TRAIN_OPTIONS:
         default = getattr(_DEFAULTS, name)
         shown = text if "(default:" in text else f"{text} (default: {default})"
-        p.add_argument(_flag(name), type=typ, default=argparse.SUPPRESS, help=shown)
+        p.add_argument(_flag(name), type=at.TRAIN_TYPES.get(name, typ), default=argparse.SUPPRESS, help=shown)
     for name, text in _TRAIN_SWITCHES:
         p.add_argument(_flag(name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
     p.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT", help="continue a run exactly where it stopped")
@@ -156,10 +158,10 @@ def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate images from a checkpoint or a pretrained generator")
     p.add_argument("checkpoint", nargs="?", help="a checkpoint file or a run directory")
     _pretrained_arg(p)
-    p.add_argument("-n", "--num-images", type=int, default=64)
+    p.add_argument("-n", "--num-images", type=at.at_most(at.MAX_IMAGES), default=64)
     p.add_argument("-o", "--out", default="samples.png", help="a .png grid, a .npz, or a folder (default: samples.png)")
     p.add_argument("--format", choices=("grid", "folder", "npz"), help="default: from --out")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=at.SEED, default=0)
     _generator_args(p)
     _class_arg(p, "only this class of a class-conditional run, a name or an index (default: a grid has one "
                   "row per class; other formats cycle through the classes and an .npz stores them as labels)")
@@ -170,9 +172,12 @@ def _add_sample(sub) -> None:
 
 def _int_list(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
+        values = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or not all(0 <= v < 2**32 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers in [0, 2**32), got {text!r}")
+    return values
 
 
 def _add_bench(sub) -> None:
@@ -188,25 +193,25 @@ def _add_bench(sub) -> None:
                    help="image sizes; 28 is grayscale, the others RGB (default: 28,64)")
     p.add_argument("--batch-sizes", type=_int_list, default=unset, help="(default: 64,128,512)")
     p.add_argument("--device", default=unset, help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--warmup-steps", type=int, default=unset, help=f"(default: {d.warmup_steps})")
-    p.add_argument("--steps", type=int, default=unset,
+    p.add_argument("--warmup-steps", type=at.at_most(2**31 - 1), default=unset, help=f"(default: {d.warmup_steps})")
+    p.add_argument("--steps", type=at.at_most(2**31 - 1), default=unset,
                    help=f"timed steps per repetition, at least (default: {d.steps})")
-    p.add_argument("--min-repeat-s", type=float, default=unset,
+    p.add_argument("--min-repeat-s", type=at.FINITE, default=unset,
                    help=f"add steps until a repetition lasts this long (default: {d.min_repeat_s})")
-    p.add_argument("--repeats", type=int, default=unset,
+    p.add_argument("--repeats", type=at.at_most(2**31 - 1), default=unset,
                    help=f"repetitions; the median is reported (default: {d.repeats})")
-    p.add_argument("--rounds", type=int, default=unset,
+    p.add_argument("--rounds", type=at.at_most(2**31 - 1), default=unset,
                    help=f"run every variant this many times, alternating the order; the median is reported "
                    f"(default: {d.rounds})")
-    p.add_argument("--threads", type=int, default=unset,
+    p.add_argument("--threads", type=at.at_most(2**31 - 1), default=unset,
                    help="intra-op threads per variant (default: torch's, the cores)")
     p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=unset,
                    help="also time the project path with each fast-path measure switched (default: on)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=unset,
                    help="include the torch.compile variants in the CUDA ablation (default: on; off with --quick)")
-    p.add_argument("--width", type=int, default=unset, help=f"G and D base feature maps (default: {d.width})")
-    p.add_argument("--max-images", type=int, default=unset, help="use the first N built-in digits (default: all)")
-    p.add_argument("--peak-size", type=int, default=unset,
+    p.add_argument("--width", type=at.at_most(at.MAX_WIDTH), default=unset, help=f"G and D base feature maps (default: {d.width})")
+    p.add_argument("--max-images", type=at.at_most(2**31 - 1), default=unset, help="use the first N built-in digits (default: all)")
+    p.add_argument("--peak-size", type=at.at_most(65_536), default=unset,
                    help="matrix side for the peak (default: 2048 on CPU, 8192 on CUDA)")
     p.add_argument("--in-process", action="store_true", default=unset,
                    help="run the variants in this process (less isolated; implied by --quick)")
@@ -222,18 +227,20 @@ def _add_eval(sub) -> None:
     p.add_argument("checkpoint", nargs="?", help="a checkpoint file or a run directory, or a folder or .npz of "
                    "images (then --data names the real images)")
     _pretrained_arg(p)
-    p.add_argument("-n", "--num-images", type=int, default=10_000, help="images to generate (default: 10000)")
+    p.add_argument("-n", "--num-images", type=at.at_most(at.MAX_IMAGES), default=10_000,
+                   help="images to generate (default: 10000)")
     _extractor_args(p)
     p.add_argument("--data", help="real dataset (default: the checkpoint's)")
     p.add_argument("--data-root", help="where the real dataset lives (default: the checkpoint's)")
     p.add_argument("--split", choices=("train", "test"), default="train", help="real split (default: train)")
     p.add_argument("--download", action="store_true", help="download the real dataset when it is not on disk")
     p.add_argument("--cache-dir", help="real-data statistics cache (default: ~/.cache/dcgan/stats)")
-    p.add_argument("--batch-size", type=int, default=250, help="images per generator and extractor batch")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=at.count(1, at.MAX_BATCH), default=250,
+                   help="images per generator and extractor batch")
+    p.add_argument("--seed", type=at.SEED, default=0)
     _generator_args(p)
     p.add_argument("--json", action="store_true", help="print JSON for scripts instead of the table")
-    p.add_argument("--k", type=int, default=3, help="neighbours for precision and recall (0: skip them) (default: 3)")
+    p.add_argument("--k", type=at.at_most(1000), default=3, help="neighbours for precision and recall (0: skip them) (default: 3)")
     p.add_argument("--ref", metavar="STATS_NPZ",
                    help="only FID, against mu and sigma from 'dcgan stats' or pytorch-fid (same extractor)")
 
@@ -251,11 +258,11 @@ def _add_evaluator(sub) -> None:
                    "(default: ~/.cache/dcgan/data)")
     t.add_argument("--download", action="store_true", help="download the dataset when it is not on disk")
     t.add_argument("--out", required=True, help="where to write the weights (.pt)")
-    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--epochs", type=at.count(1, 1000), default=3)
     t.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="bf16 autocast where the device has it natively (default: auto)")
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--batch-size", type=at.count(1, at.MAX_BATCH), default=128)
+    t.add_argument("--seed", type=at.SEED, default=0)
     t.add_argument("--device", default="auto")
 
 
@@ -271,21 +278,21 @@ def _add_quality(sub) -> None:
     )
     p.add_argument("--data", default=unset, help=f"mnist or mnist-5k (default: {d.data})")
     p.add_argument("--data-root", default=unset, help="where the MNIST IDX files are")
-    p.add_argument("--budget-min", type=float, default=unset,
+    p.add_argument("--budget-min", type=at.POSITIVE, default=unset,
                    help=f"training minutes per recipe and seed (default: {d.budget_s / 60:g})")
     p.add_argument("--seeds", type=_int_list, default=unset, help="comma-separated seeds (default: 0)")
     p.add_argument("--recipes", type=lambda text: tuple(x.strip() for x in text.split(",") if x.strip()),
                    default=unset, help=f"comma-separated, among {','.join(RECIPES)} (default: {','.join(d.recipes)})")
-    p.add_argument("--num-images", type=int, default=unset,
+    p.add_argument("--num-images", type=at.at_most(at.MAX_IMAGES), default=unset,
                    help=f"generated images per evaluation (default: {d.num_images})")
     p.add_argument("--out", default=unset, help="output folder, new or empty (default: runs/quality-TIMESTAMP)")
-    p.add_argument("--width", type=int, default=unset, help="G and D base feature maps (default: 64)")
-    p.add_argument("--max-images", type=int, default=unset, help="train on the first N images (default: all)")
-    p.add_argument("--threads", type=int, default=unset,
+    p.add_argument("--width", type=at.at_most(at.MAX_WIDTH), default=unset, help="G and D base feature maps (default: 64)")
+    p.add_argument("--max-images", type=at.at_most(2**31 - 1), default=unset, help="train on the first N images (default: all)")
+    p.add_argument("--threads", type=at.at_most(2**31 - 1), default=unset,
                    help="intra-op threads per training process (default: torch's, the cores)")
-    p.add_argument("--jobs", type=int, default=unset,
+    p.add_argument("--jobs", type=at.at_most(2**31 - 1), default=unset,
                    help="trainings side by side, each on its own clock; with --threads 1, one per core (default: 1)")
-    p.add_argument("--snapshot-every-min", type=float, default=unset,
+    p.add_argument("--snapshot-every-min", type=at.FINITE, default=unset,
                    help="also score the trainer recipes' checkpoints every M minutes of training (default: off)")
     p.add_argument("--device", default=unset, help=f"auto, cpu, cuda or cuda:N (default: {d.device})")
     p.add_argument("--cache-dir", default=unset, help="real-data statistics cache (default: ~/.cache/dcgan/stats)")
@@ -302,7 +309,7 @@ def _add_demo(sub) -> None:
     _pretrained_arg(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 is every network)")
-    p.add_argument("--port", type=int, default=7860, help="TCP port (default: 7860)")
+    p.add_argument("--port", type=at.count(0, 65535), default=7860, help="TCP port (default: 7860)")
     _generator_args(p, "cpu", "cpu, auto, cuda, cuda:N or mps (default: cpu: one image takes milliseconds there)")
 
 
@@ -314,15 +321,16 @@ def _add_interpolate(sub) -> None:
     )
     p.add_argument("checkpoint", help="a checkpoint file or a run directory")
     p.add_argument("--seeds", required=True, help="the seeds to walk through, e.g. 3,7,12")
-    p.add_argument("--frames", type=int, default=16, help="frames per leg between two seeds (default: 16)")
+    p.add_argument("--frames", type=at.at_most(at.MAX_FRAMES), default=16,
+                   help="frames per leg between two seeds (default: 16)")
     p.add_argument("--mode", choices=("slerp", "lerp"), default="slerp", help="path between two seeds "
                    "(default: slerp, on the sphere where the training noise lives)")
     p.add_argument("--loop", action="store_true", help="close the path back to the first seed")
-    p.add_argument("--direction", type=int, metavar="SEED",
+    p.add_argument("--direction", type=at.SEED, metavar="SEED",
                    help="instead, move each seed's vector along this seed's noise direction")
-    p.add_argument("--distance", type=float, default=5.0,
+    p.add_argument("--distance", type=at.number(-1e6, 1e6), default=5.0,
                    help="with --direction: how far to move each way, in latent units (default: 5.0)")
-    p.add_argument("--fps", type=float, default=12.0, help="frames per second of a GIF or MP4 (default: 12)")
+    p.add_argument("--fps", type=at.FPS, default=12.0, help="frames per second of a GIF or MP4 (default: 12)")
     p.add_argument("-o", "--out", default="walk.png", help="a .png strip grid, .gif or .mp4 (default: walk.png)")
     _generator_args(p)
     _class_arg(p)
@@ -337,7 +345,7 @@ def _add_arithmetic(sub) -> None:
     p.add_argument("checkpoint", help="a checkpoint file or a run directory")
     p.add_argument("expression", help='e.g. "12 - 40 + 7" or "[1,4,9] - [2,5,8] + [3,6,10]"')
     p.add_argument("-o", "--out", default="arithmetic.png", help="a .png (default: arithmetic.png)")
-    p.add_argument("--scale", type=int, default=2, help="pixels per image pixel in the grid (default: 2)")
+    p.add_argument("--scale", type=at.at_most(64), default=2, help="pixels per image pixel in the grid (default: 2)")
     _generator_args(p)
     _class_arg(p)
 
@@ -349,8 +357,8 @@ def _add_animate(sub) -> None:
     )
     p.add_argument("run_dir", help="a run directory")
     p.add_argument("-o", "--out", help="a .gif or .mp4 (default: RUN/samples/progress.gif)")
-    p.add_argument("--fps", type=float, default=10.0, help="(default: 10)")
-    p.add_argument("--max-frames", type=int, default=100, help="at most this many grids, evenly spaced (default: 100)")
+    p.add_argument("--fps", type=at.FPS, default=10.0, help="(default: 10)")
+    p.add_argument("--max-frames", type=at.at_most(at.MAX_FRAMES), default=100, help="at most this many grids, evenly spaced (default: 100)")
 
 
 def _add_export(sub) -> None:
@@ -402,9 +410,10 @@ def _add_nearest(sub) -> None:
         "compare the samples' nearest-training distances with those of unseen test images.",
     )
     p.add_argument("checkpoint", help="a checkpoint file or a run directory")
-    p.add_argument("-n", "--num-images", type=int, default=64, help="samples in the picture (default: 64)")
-    p.add_argument("-k", type=int, default=3, help="neighbours per sample and space in the picture (default: 3)")
-    p.add_argument("--num-compare", type=int, default=1000,
+    p.add_argument("-n", "--num-images", type=at.at_most(10_000), default=64, help="samples in the picture (default: 64)")
+    p.add_argument("-k", type=at.at_most(100), default=3,
+                   help="neighbours per sample and space in the picture (default: 3)")
+    p.add_argument("--num-compare", type=at.at_most(at.MAX_IMAGES), default=1000,
                    help="samples and test images whose distances are compared (default: 1000)")
     p.add_argument("-o", "--out", default="nearest.png", help="the picture, a .png (default: nearest.png)")
     p.add_argument("--test-data", help="held-out real images (default: the run's dataset, test split)")
@@ -424,7 +433,7 @@ def _add_stats(sub) -> None:
     p.add_argument("-o", "--out", required=True, help="the .npz to write")
     p.add_argument("--data-root", help="where a named dataset lives")
     p.add_argument("--split", choices=("train", "test"), default="train")
-    p.add_argument("--image-size", type=int, help="for a named dataset (default: 28)")
+    p.add_argument("--image-size", type=at.count(1, 1024), help="for a named dataset (default: 28)")
     p.add_argument("--channels", type=int, choices=(1, 3), help="for a named dataset (default: 1)")
     _extractor_args(p)
     p.add_argument("--cache-dir", help="real-data features cache (default: ~/.cache/dcgan/stats)")
@@ -488,8 +497,10 @@ def _sample(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .runtime import choose_device
+    from .outputs import check_fits_in_memory
     from .sample import (
-        check_output, chosen_class, class_labels, class_rows, generate, infer_format, one_class, output_path, write,
+        check_output, chosen_class, class_labels, class_rows, generate, generated_batches, infer_format,
+        one_class, output_path, write,
     )
 
     _source(args)
@@ -504,18 +515,25 @@ def _sample(args: argparse.Namespace) -> int:
 
         seeds = parse_seeds(args.seeds)
         G = _load_G(args, choose_device(args.device))
+        check_fits_in_memory(G, len(seeds), "--seeds")
         write_seed_images(seed_images(one_class(G, args.class_name, "--seeds"), seeds), seeds, out, fmt)
         print(f"wrote {len(seeds)} images (seeds {args.seeds}) to {out}")
         return 0
     G = _load_G(args, choose_device(args.device))
     label = chosen_class(G, args.class_name)
+    if fmt != "folder":  # a folder is written batch by batch; a grid or an .npz is built whole
+        check_fits_in_memory(G, args.num_images, "--num-images")
     if G.num_classes and label is None and fmt == "grid":
         images, nrow = class_rows(G, args.num_images, seed=args.seed)
         write(images, out, fmt, nrow=nrow)
         print(f"wrote {len(images)} images, one row of {nrow} per class, to {out}")
         return 0
     labels = class_labels(G, 0, args.num_images, label)
-    write(generate(G, args.num_images, seed=args.seed, label=label), out, fmt, labels=labels)
+    if fmt == "folder":
+        batches = (b.cpu() for b in generated_batches(G, args.num_images, seed=args.seed, batch_size=500, label=label))
+        write(batches, out, fmt)
+    else:
+        write(generate(G, args.num_images, seed=args.seed, label=label), out, fmt, labels=labels)
     print(f"wrote {args.num_images} images to {out}")
     return 0
 
@@ -534,10 +552,17 @@ def _eval(args: argparse.Namespace) -> int:
     from .metrics.report import EvalOptions, evaluate_checkpoint, format_table
     from .runtime import choose_device, finish_distributed, init_distributed
 
+    from .metrics.evaluate import check_fid_images
     from .metrics.image_sets import evaluate_image_set, fid_against_statistics, is_image_set
 
     if args.k < 0:
         raise UserError(f"--k must be 0 (no precision and recall) or more, got {args.k}")
+    generated = args.ref is None and (args.checkpoint is None or not is_image_set(args.checkpoint))
+    if generated:
+        check_fid_images(args.num_images)
+    if args.k and generated and args.k >= args.num_images:
+        raise UserError(f"--k {args.k} needs more than {args.k} generated images, got --num-images "
+                        f"{args.num_images}: lower --k, or --k 0 to skip precision and recall")
     dist = init_distributed(args.device)  # under torchrun the ranks share the generation
     opts = EvalOptions(
         num_images=args.num_images, extractor=args.extractor, inception_weights=args.inception_weights,
@@ -582,8 +607,15 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _evaluator(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .metrics.evaluator import build_evaluator
+    from .outputs import check_output
     from .runtime import choose_device
+
+    if Path(args.out).suffix.lower() != ".pt" or args.out.endswith(("/", "\\")):
+        raise UserError(f"--out {args.out}: the evaluator weights are a .pt file; give a file name ending in .pt")
+    check_output(args.out, "the evaluator weights")  # before the training, not after it
 
     meta = build_evaluator(
         args.out, data=args.data, data_root=args.data_root, epochs=args.epochs, batch_size=args.batch_size,
@@ -619,6 +651,7 @@ def _interpolate(args: argparse.Namespace) -> int:
 
     from .explore import ANIMATION_SUFFIXES, check_output_file, images_of, walk_latents, write_walk
     from .latent import parse_seeds
+    from .outputs import check_fits_in_memory
     from .runtime import choose_device
     from .sample import load_generator, one_class
 
@@ -631,6 +664,8 @@ def _interpolate(args: argparse.Namespace) -> int:
         raise UserError("a walk needs at least two seeds (or --direction SEED to move along one direction)")
     G = one_class(load_generator(args.checkpoint, choose_device(args.device), ema=not args.no_ema),
                   args.class_name, "interpolate")
+    legs = len(seeds) if args.direction is not None else len(seeds) - 1 + args.loop
+    check_fits_in_memory(G, max(args.frames, 2) * legs * (2 if args.loop else 1) + 1, "the walk (--frames x seeds)")
     z = walk_latents(seeds, G.latent_dim, frames=args.frames, mode=args.mode, loop=args.loop,
                      direction_seed=args.direction, distance=args.distance)
     frames = images_of(G, z.flatten(0, 1)).unflatten(0, z.shape[:2])
@@ -643,7 +678,8 @@ def _interpolate(args: argparse.Namespace) -> int:
 def _arithmetic(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .explore import arithmetic, atomic_path, check_output_file, labelled_grid, parse_expression
+    from .explore import arithmetic, check_output_file, labelled_grid, parse_expression
+    from .outputs import writing
     from .runtime import choose_device
     from .sample import load_generator, one_class
 
@@ -656,7 +692,7 @@ def _arithmetic(args: argparse.Namespace) -> int:
                   args.class_name, "arithmetic")
     images, labels = arithmetic(G, terms)
     grid = labelled_grid(images, labels, nrow=len(images), scale=args.scale)
-    with atomic_path(out) as tmp:
+    with writing(out, "the grid") as tmp:
         grid.save(tmp, format="PNG")
     print(f"wrote {args.expression} = the last image to {out}")
     return 0
@@ -665,13 +701,14 @@ def _arithmetic(args: argparse.Namespace) -> int:
 def _animate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .explore import ANIMATION_SUFFIXES, check_output_file, write_progress_gif
+    from .explore import ANIMATION_SUFFIXES, PROGRESS_GIF, check_output_file, write_progress_gif
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "samples").is_dir():
         raise UserError(f"no samples folder in {run_dir}: not a run directory?")
-    if args.out is not None:
-        check_output_file(Path(args.out), ANIMATION_SUFFIXES)
+    # the run's own progress.gif is animate's to rebuild; any other file of a run is not
+    check_output_file(Path(args.out) if args.out is not None else run_dir / "samples" / PROGRESS_GIF,
+                      ANIMATION_SUFFIXES, owned=(f"samples/{PROGRESS_GIF}",))
     if args.fps <= 0 or args.max_frames < 1:
         raise UserError("--fps must be positive and --max-frames at least 1")
     out = write_progress_gif(run_dir, args.out, max_frames=args.max_frames, fps=args.fps)
@@ -774,10 +811,14 @@ def main(argv: list[str] | None = None) -> int:
                     "quality": _quality, "demo": _demo, "interpolate": _interpolate, "arithmetic": _arithmetic,
                     "animate": _animate, "export": _export, "nearest": _nearest, "stats": _stats, "push": _push,
                     "pretrained": _pretrained}
-        return commands[args.command](args)
+        with terminate_cleanly():  # a SIGTERM unwinds: temporary files and folders are removed
+            return commands[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("stopped by SIGTERM; nothing half-written was left", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         return 130

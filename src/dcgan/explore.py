@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,10 @@ import torch
 from torch import nn
 
 from .data import to_uint8
-from . import fileio
+from . import outputs
 from .errors import UserError
-from .fileio import atomic_path
 from .latent import parse_seeds, seed_noise, walk
+from .outputs import writing, writing_folder
 
 ANIMATION_SUFFIXES = (".gif", ".mp4")
 PROGRESS_GIF = "progress.gif"
@@ -50,11 +51,12 @@ def seed_images(G: nn.Module, seeds: list[int]) -> torch.Tensor:
 # --------------------------------------------------------------------------- writing files
 
 
-def check_output_file(out: Path, suffixes: tuple[str, ...]) -> None:
-    """Fail before any work on an output path that cannot be written as a file of these types."""
+def check_output_file(out: Path, suffixes: tuple[str, ...], *, owned: tuple[str, ...] = ()) -> None:
+    """Fail before any work on an output path that cannot be written as a file of these types, or that
+    would replace a checkpoint or a run's file (``outputs.check_output``; ``owned``: what it may replace)."""
     if out.suffix.lower() not in suffixes:
         raise UserError(f"cannot write {out}: the output must end in {', '.join(suffixes)}")
-    fileio.check_output_file(out)
+    outputs.check_output(out, owned=owned)
 
 
 def to_pil(image: torch.Tensor):
@@ -102,19 +104,19 @@ def write_seed_images(images: torch.Tensor, seeds: list[int], out: Path, fmt: st
     if fmt == "grid":
         check_output_file(out, (".png",))
         grid = labelled_grid(images, [str(s) for s in seeds], nrow=max(1, math.ceil(math.sqrt(len(images)))))
-        with atomic_path(out) as tmp:
+        with writing(out, "images") as tmp:
             grid.save(tmp, format="PNG")
     elif fmt == "npz":
         check_output_file(out, (".npz",))
-        with atomic_path(out) as tmp:
+        with writing(out, "images") as tmp:
             with open(tmp, "wb") as f:  # a file object: numpy would append .npz to the temporary name
-                np.savez_compressed(f, images=images.permute(0, 2, 3, 1).numpy(), seeds=np.asarray(seeds))
+                np.savez_compressed(f, images=images.permute(0, 2, 3, 1).numpy(),
+                                    seeds=np.asarray(seeds, dtype=np.uint64))
     else:
-        if out.exists() and not out.is_dir():
-            raise UserError(f"cannot write images into {out}: it is a file")
-        out.mkdir(parents=True, exist_ok=True)
-        for seed, image in zip(seeds, images):
-            to_pil(image).save(out / f"seed{seed:06d}.png")
+        outputs.check_output(out, "image folder", folder=True)
+        with writing_folder(out, "images") as tmp:  # complete, or not there at all
+            for seed, image in zip(seeds, images):
+                to_pil(image).save(tmp / f"seed{seed:06d}.png")
 
 
 def _upscaled(frames: np.ndarray, min_side_px: int) -> np.ndarray:
@@ -133,7 +135,7 @@ def write_animation(frames: list, out: Path, *, fps: float, hold_last_ms: int = 
         frames = [f.convert("L") if f.mode == "RGB" and _is_grey(f) else f for f in frames]
         durations = [duration_ms] * len(frames)
         durations[-1] += hold_last_ms
-        with atomic_path(out) as tmp:
+        with writing(out, "the animation") as tmp:
             frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
         return
     try:
@@ -141,7 +143,7 @@ def write_animation(frames: list, out: Path, *, fps: float, hold_last_ms: int = 
     except ImportError:
         raise UserError("writing MP4 needs imageio-ffmpeg: pip install 'dcgan[video]' (or write a .gif)") from None
     array = _upscaled(np.stack([np.asarray(f.convert("RGB")) for f in frames]), 256)
-    with atomic_path(out) as tmp:
+    with writing(out, "the animation") as tmp:
         writer = imageio_ffmpeg.write_frames(str(tmp), (array.shape[2], array.shape[1]), fps=fps,
                                              macro_block_size=1, quality=8, output_params=["-loglevel", "error"])
         writer.send(None)
@@ -191,7 +193,7 @@ def write_walk(frames_u8: torch.Tensor, out: Path, *, frames_per_row: int, fps: 
             grid = labelled_grid(frames_u8[:, 0], nrow=frames_per_row)
         else:
             grid = labelled_grid(frames_u8.transpose(0, 1).flatten(0, 1), nrow=steps)
-        with atomic_path(out) as tmp:
+        with writing(out, "the walk") as tmp:
             grid.save(tmp, format="PNG")
         return
     nrow = max(1, math.ceil(math.sqrt(walks)))
@@ -226,7 +228,7 @@ def parse_expression(text: str) -> list[tuple[int, list[int]]]:
             continue
         if terms and not have_sign:
             raise UserError(f"missing + or - between operands in {text!r}")
-        terms.append((sign, parse_seeds(group[1:-1]) if group else [int(number)]))
+        terms.append((sign, parse_seeds(group[1:-1] if group else number)))
         sign, have_sign = 1, False
     if not terms or have_sign:
         raise UserError(f"incomplete expression {text!r}; write e.g. \"12 - 40 + 7\"")
@@ -265,8 +267,17 @@ def write_progress_gif(run_dir: str | os.PathLike, out: str | os.PathLike | None
         grids = [grids[i] for i in sorted(set(np.asarray(picks).tolist()))]
     frames = []
     for path in grids:
-        with Image.open(path) as image:
-            frames.append(image.convert("RGB") if image.mode not in ("L", "RGB") else image.copy())
+        try:
+            with Image.open(path) as image:
+                frames.append(image.convert("RGB") if image.mode not in ("L", "RGB") else image.copy())
+        except (OSError, ValueError, SyntaxError) as e:  # a grid cut short or overwritten: leave it out
+            print(f"warning: skipping unreadable sample grid {path} ({type(e).__name__})", file=sys.stderr)
+    if not frames:
+        return None
+    sizes = {f.size for f in frames}
+    if len(sizes) > 1:  # grids of another run copied in: an animation needs one frame size
+        raise UserError(f"the sample grids in {samples} have different sizes ({', '.join(map(str, sorted(sizes)))}); "
+                        "keep one run's grids there")
     out = Path(out) if out is not None else samples / PROGRESS_GIF
     write_animation(frames, out, fps=fps, hold_last_ms=1000)
     return out

@@ -14,6 +14,7 @@ ONNX needs ``onnx`` (and ``onnxscript`` for torch's exporter), safetensors the
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -25,6 +26,7 @@ from .errors import UserError
 from .models import Generator
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx", "safetensors": ".safetensors"}
+SUFFIXES = {"torchscript": (".pt", ".ts"), "onnx": (".onnx",), "safetensors": (".safetensors",)}
 CONFIG_KEY = "dcgan"  # the metadata entry (ONNX, safetensors) or extra file (TorchScript) with the config
 EXPORT_VERSION = 1
 HUB_WEIGHTS = "model.safetensors"  # the weights file of a Hub folder (hub.write_folder)
@@ -64,9 +66,10 @@ def _require(module: str):
 def export_generator(G: Generator, out: str | os.PathLike, fmt: str) -> Path:
     """Write ``G`` (eval mode, CPU) to ``out`` in ``fmt``; written to a temporary file and renamed."""
     from .explore import check_output_file
-    from .fileio import atomic_path
+    from .outputs import check_suffix, writing
 
     out = Path(out)
+    check_suffix(out, fmt, SUFFIXES)
     check_output_file(out, (out.suffix.lower(),))  # any name; the format is chosen
     G = G.cpu().eval()
     config = json.dumps(generator_config(G))
@@ -77,7 +80,7 @@ def export_generator(G: Generator, out: str | os.PathLike, fmt: str) -> Path:
         save_file = _require("safetensors.torch").save_file
     elif fmt == "onnx":
         onnx = _require("onnx")
-    with atomic_path(out) as tmp, warnings.catch_warnings():
+    with writing(out, "the export") as tmp, warnings.catch_warnings():
         # tracing warns about the shape check in forward (the 2-D branch is the one exported) and
         # torch marks TorchScript deprecated; both are expected here, not news for the user
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -86,7 +89,11 @@ def export_generator(G: Generator, out: str | os.PathLike, fmt: str) -> Path:
         if fmt == "torchscript":
             with torch.no_grad():
                 traced = torch.jit.trace(G, inputs)  # the 2-D z path; the batch size stays free
-            torch.jit.save(traced, str(tmp), _extra_files={CONFIG_KEY: config})
+            # into memory first: torch.jit.save aborts the whole interpreter when the disk fills under it
+            buffer = io.BytesIO()
+            torch.jit.save(traced, buffer, _extra_files={CONFIG_KEY: config})
+            with open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
         elif fmt == "onnx":
             with torch.no_grad():
                 torch.onnx.export(
@@ -105,10 +112,13 @@ def export_generator(G: Generator, out: str | os.PathLike, fmt: str) -> Path:
 
 def export_run(run: str | os.PathLike, out: str | os.PathLike, *, fmt: str | None = None, ema: bool = True) -> Path:
     """``dcgan export``: the generator of a run directory or checkpoint, exported on the CPU."""
+    from .outputs import check_output, check_suffix
     from .sample import load_generator
 
     out = Path(out)
     fmt = infer_format(out, fmt)
+    check_suffix(out, fmt, SUFFIXES)
+    check_output(out, "the export")  # before the generator is loaded and its statistics re-estimated
     if fmt == "onnx":
         _require("onnx")
     elif fmt == "safetensors":

@@ -20,6 +20,7 @@ import torch
 from . import checkpoint as ckpt
 from .ema import recalibrated
 from .errors import UserError
+from .outputs import write_failure
 from .runlog import STAT_NAMES
 from .runtime import all_agree, barrier, print0, rng_state, set_rng_state
 
@@ -173,10 +174,12 @@ def restore_state(trainer, state: dict) -> None:
 def write_checkpoint(trainer, path: Path) -> None:
     try:
         ckpt.save(trainer.state_dict(), path)
-    except OSError as e:
+    except Exception as e:  # torch.save reports a full disk as a RuntimeError
+        reason = write_failure(e, path.parent)
+        if reason is None:
+            raise
         raise UserError(
-            f"could not write a checkpoint to {path.parent} ({e.strerror or e}); "
-            "the previous checkpoint is intact"
+            f"could not write a checkpoint to {path.parent} ({reason}); the previous checkpoint is intact"
         ) from None
 
 

@@ -12,8 +12,13 @@ import torch
 from .errors import UserError
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``"3,10-20"`` -> [3, 10, 11, ..., 20]; seeds are non-negative integers, ranges inclusive."""
+SEED_LIMIT = 2**64  # torch.Generator.manual_seed takes [0, 2**64)
+MAX_SEEDS = 100_000  # one image each: far more is a typo that would fill the memory
+
+
+def parse_seeds(text: str, *, max_count: int = MAX_SEEDS) -> list[int]:
+    """``"3,10-20"`` -> [3, 10, 11, ..., 20]; seeds are integers in [0, 2**64), ranges inclusive, at most
+    ``max_count`` of them (counted before any list is built)."""
     seeds: list[int] = []
     for part in (p.strip() for p in str(text).split(",")):
         if not part:
@@ -25,6 +30,10 @@ def parse_seeds(text: str) -> list[int]:
             raise UserError(f"bad seed list {text!r}: expected integers and ranges like 3,10-20") from None
         if first < 0 or last < first:
             raise UserError(f"bad seed range {part!r} in {text!r}: seeds are >= 0 and ranges go low-high")
+        if last >= SEED_LIMIT:
+            raise UserError(f"seed {last} in {text!r} is too large; seeds are below 2**64")
+        if len(seeds) + last - first + 1 > max_count:
+            raise UserError(f"{text!r} names more than {max_count:,} seeds; give fewer (one image is made per seed)")
         seeds.extend(range(first, last + 1))
     if not seeds:
         raise UserError(f"no seeds in {text!r}; give a list like 0-63 or 3,10-20")

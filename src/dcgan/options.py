@@ -74,7 +74,7 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
                         "from its own checkpoint: give one of them")
     if resume is not None:
         resume_path = ckpt.resolve(resume)
-        state = ckpt.load(resume_path, map_location="cpu")
+        state = ckpt.load_training(resume_path, map_location="cpu")
         saved = state["config"]
         check_compatible(saved, cfg, given, resume_path)
         source_run = resume_path.parent.parent
@@ -82,6 +82,10 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
         # the checkpoint's config, overridden by what was given explicitly (length, logging, ...)
         values = {**saved, **{k: getattr(cfg, k) for k in given}}
         if cfg.run_dir is None:
+            if resume_path.parent.name != "checkpoints":
+                # its parent folder is no run directory: adopting it would write over what is there
+                raise UserError(f"{resume_path} is not inside a run's checkpoints/ folder; give --run-dir NEW "
+                                "to continue it in a new run directory")
             refuse_older_checkpoint(resume_path, state["step"])
             values["run_dir"] = str(source_run)
         elif Path(cfg.run_dir).resolve() != source_run.resolve():
@@ -224,8 +228,12 @@ def refuse_older_checkpoint(resume_path: Path, step: int) -> None:
         return
     try:
         newest = ckpt.load(latest)["step"]
-    except UserError:  # an unreadable latest.pt is no newer state to protect
-        return
+    except (UserError, KeyError, TypeError) as e:  # unreadable, perhaps newer: not ours to overwrite
+        reason = str(e) if isinstance(e, UserError) else f"{latest} has no step"
+        raise UserError(
+            f"{reason}; resuming {resume_path.name} in place could overwrite it: add --run-dir NEW to "
+            f"continue step {step} in a new run directory"
+        ) from None
     if newest > step:
         raise UserError(
             f"{resume_path} is at step {step} but {latest} is at step {newest}; resuming in place would "

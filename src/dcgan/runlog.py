@@ -10,7 +10,8 @@ import json
 from collections import deque
 from pathlib import Path
 
-from .fileio import atomic_path, write_text_atomic, written
+from .fileio import atomic_path, write_text_atomic
+from .outputs import reported
 
 
 STAT_NAMES = ("loss_D", "loss_G", "D_x", "D_G_z_before", "D_G_z_after")
@@ -21,9 +22,11 @@ class MetricsLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        with reported("a metrics row", self.path, "the checkpoints written so far are intact"):
+            open(self.path, "a").close()  # there from the start, also for a run stopped before its first row
 
     def write(self, row: dict) -> None:
-        with written("a metrics row", self.path, "the checkpoints written so far are intact"):
+        with reported("a metrics row", self.path, "the checkpoints written so far are intact"):
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
 
@@ -87,8 +90,6 @@ class CollapseDetector:
 def plot_losses(metrics_path: Path, out_path: Path) -> Path | None:
     """Loss curves (top) and the discriminator's outputs (bottom) against the step."""
     rows = [r for r in read_metrics(metrics_path) if "loss_D" in r]
-    if not rows:
-        return None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,17 +100,20 @@ def plot_losses(metrics_path: Path, out_path: Path) -> Path | None:
     top.plot(steps, [r["loss_D"] for r in rows], label="loss D")
     top.plot(steps, [r["loss_G"] for r in rows], label="loss G")
     top.set_ylabel("BCE loss")
-    top.legend()
     bottom.plot(steps, [r["D_x"] for r in rows], label="D(x)")
     bottom.plot(steps, [r["D_G_z_before"] for r in rows], label="D(G(z)) before D step")
     bottom.plot(steps, [r["D_G_z_after"] for r in rows], label="D(G(z)) after D step")
     bottom.set_ylim(0, 1)
     bottom.set_xlabel("step")
     bottom.set_ylabel("D output")
-    bottom.legend()
+    if rows:
+        top.legend()
+        bottom.legend()
+    else:  # stopped before its first logged row: the plot says so rather than being missing
+        top.set_title("no metrics rows logged yet")
     fig.tight_layout()
     try:
-        with written("the loss plot", out_path), atomic_path(out_path) as tmp:
+        with reported("the loss plot", out_path), atomic_path(out_path) as tmp:
             fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)

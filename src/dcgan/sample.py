@@ -19,7 +19,7 @@ from .config import TrainConfig
 from .data import to_uint8
 from .ema import recalibrated
 from .errors import UserError
-from .fileio import atomic_path, check_new_folder, check_output_file, written
+from .outputs import check_output as check_output_path, writing, writing_folder
 from .models import Generator
 from .step import build_generator
 
@@ -31,7 +31,7 @@ def load_generator(path: str | Path, device: torch.device, *, ema: bool = True) 
 
     Works on any device whatever device wrote the checkpoint.
     """
-    state = ckpt.load(path, map_location="cpu")
+    state = ckpt.load_training(path, map_location="cpu")
     cfg = TrainConfig.from_dict(state["config"])
     G = build_generator(cfg)
     weights = state.get("G_ema") if ema and state.get("G_ema") is not None else state["G"]
@@ -162,10 +162,7 @@ def output_path(out: Path, fmt: str) -> Path:
 
 def check_output(out: Path, fmt: str) -> None:
     """Fail before any work when ``out`` cannot take ``fmt``; never overwrite a folder of images."""
-    if fmt == "folder":
-        check_new_folder(out, "image folder")
-    else:
-        check_output_file(out, "grid" if fmt == "grid" else ".npz file")
+    check_output_path(out, {"grid": "grid", "npz": ".npz file"}.get(fmt, "image folder"), folder=fmt == "folder")
 
 
 def infer_format(out: Path, fmt: str | None) -> str:
@@ -182,28 +179,33 @@ def infer_format(out: Path, fmt: str | None) -> str:
     raise UserError(f"cannot tell the format from {out}; use a .png, .npz or folder path, or --format")
 
 
-def write(images: torch.Tensor, out: Path, fmt: str, *, labels: torch.Tensor | None = None,
-          nrow: int | None = None) -> None:
-    """Write uint8 images [N, C, H, W]; a grid or .npz appears whole or not at all.
+def write(images: torch.Tensor | Iterator[torch.Tensor], out: Path, fmt: str, *,
+          labels: torch.Tensor | None = None, nrow: int | None = None) -> None:
+    """Write uint8 images [N, C, H, W]; a grid, an .npz or a folder appears whole or not at all.
 
     ``labels`` (a conditional generator's classes) go into an .npz beside the images; ``nrow``
-    sets a grid's row length (default: a square)."""
+    sets a grid's row length (default: a square). A folder also takes an iterator of batches,
+    written as they come (``dcgan sample -n`` of more images than fit in memory)."""
     from PIL import Image
     from torchvision.utils import make_grid
 
-    with written("images", out):
-        out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "folder":
+        with writing_folder(out, "images") as tmp:
+            i = 0
+            for batch in ([images] if isinstance(images, torch.Tensor) else images):
+                for image in batch:
+                    Image.fromarray(image.permute(1, 2, 0).numpy().squeeze()).save(tmp / f"{i:06d}.png")
+                    i += 1
+        return
+    if not isinstance(images, torch.Tensor):
+        images = torch.cat(list(images))
+    with writing(out, "images") as tmp:
         if fmt == "grid":
             grid = make_grid(images, nrow=nrow or max(1, int(math.ceil(math.sqrt(len(images))))), padding=2)
-            with atomic_path(out) as tmp:
-                Image.fromarray(grid.permute(1, 2, 0).numpy().squeeze()).save(tmp, format="PNG")
-        elif fmt == "npz":
-            with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            Image.fromarray(grid.permute(1, 2, 0).numpy().squeeze()).save(tmp, format="PNG")
+        else:
+            with open(tmp, "wb") as f:
                 arrays = {"images": images.permute(0, 2, 3, 1).numpy()}  # N, H, W, C uint8
                 if labels is not None:
                     arrays["labels"] = labels.numpy()
                 np.savez_compressed(f, **arrays)
-        else:
-            out.mkdir(parents=True, exist_ok=True)
-            for i, image in enumerate(images):
-                Image.fromarray(image.permute(1, 2, 0).numpy().squeeze()).save(out / f"{i:06d}.png")

@@ -25,12 +25,14 @@ from .config import TrainConfig
 from .data import Batches, DataSpec, load, to_model_range
 from .ema import recalibrated
 from .errors import UserError
-from .fileio import atomic_path, written
+from .fileio import atomic_path
 from .hooks import (
     Checkpoints, Evaluation, SampleGrids, TensorBoard, TrainingDiverged, check_finite_row, checkpoint_state,
     load_networks, restore_state, save_checkpoint,
 )
 from .options import Resolved, resolve, write_config
+from .outputs import reported
+from .runlock import RunLock
 from .runlog import STAT_NAMES, CollapseDetector, MetricsLog
 from .runtime import all_agree, choose_device, init_distributed, print0, seed_everything
 from .signals import StopFlag, on_signals
@@ -62,6 +64,9 @@ class Trainer:
         self.run_dir, self.continued_from = run.run_dir, run.continued_from
         self.resumed = run.checkpoint is not None
         self.dist = init_distributed(cfg.device)
+        self.lock = RunLock(self.run_dir)  # one writer per run directory, held until the run ends
+        if self.resumed and self.continued_from is None and self.dist.is_main:
+            self.lock.acquire()  # before the data: a second --resume of a live run is refused at once
         self.device = choose_device(cfg.device, self.dist.local_rank)
         self.hooks: list = [SampleGrids()]
         if cfg.eval_every_steps:  # before the data: a missing feature network fails first
@@ -136,21 +141,24 @@ class Trainer:
 
     def run(self) -> Path:
         """Train until the run's length, its time budget or a stop signal; return the run directory."""
-        self._begin()  # run directory, config.json, the metrics log, TensorBoard, the progress bar
-        with on_signals(self.stop):
-            done = False
-            while not done and self.stop_reason is None:
-                for batch in self.batches.epoch(self.epoch, self.step_in_epoch):
-                    self._train_on(batch)  # (1) update D on a real and a fake batch, then G
-                    done = self._finished()
-                    self._log_on_schedule(done)  # (2) a metrics row: the only host synchronisation
-                    self.emit("after_step", done)  # (3) samples, evaluation, checkpoints on their schedules
-                    if self._stop_now(done):  # (4) the length, the budget, or a signal on any rank
-                        break
-                else:
-                    self.epoch, self.step_in_epoch = self.epoch + 1, 0
-                    done = self._finished()
-        return self._end()
+        try:
+            self._begin()  # run directory and its lock, config.json, the metrics log, TensorBoard, the progress bar
+            with on_signals(self.stop):
+                done = False
+                while not done and self.stop_reason is None:
+                    for batch in self.batches.epoch(self.epoch, self.step_in_epoch):
+                        self._train_on(batch)  # (1) update D on a real and a fake batch, then G
+                        done = self._finished()
+                        self._log_on_schedule(done)  # (2) a metrics row: the only host synchronisation
+                        self.emit("after_step", done)  # (3) samples, evaluation, checkpoints on their schedules
+                        if self._stop_now(done):  # (4) the length, the budget, or a signal on any rank
+                            break
+                    else:
+                        self.epoch, self.step_in_epoch = self.epoch + 1, 0
+                        done = self._finished()
+            return self._end()
+        finally:
+            self.lock.release()
 
     def _begin(self) -> None:
         from tqdm import tqdm
@@ -270,7 +278,7 @@ class Trainer:
         if not grid.is_file():
             grid = self.save_samples(f"step_{self.step:07d}")
         final = self.run_dir / "samples" / "final.png"
-        with written("the final sample grid", final), atomic_path(final) as tmp:
+        with reported("the final sample grid", final), atomic_path(final) as tmp:
             shutil.copyfile(grid, tmp)
         plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "losses.png")
         from .explore import write_progress_gif
@@ -319,7 +327,16 @@ class Trainer:
     def _prepare_run_dir(self) -> None:
         if not self.dist.is_main:
             return
+        new = not self.resumed or self.continued_from is not None
+        made = not self.run_dir.exists()
         try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.lock.acquire()
+            if new:
+                # another trainer may have made the same new run directory since options.resolve looked
+                if any(p.name != self.lock.path.name for p in self.run_dir.iterdir()):
+                    raise UserError(f"run directory {self.run_dir} already exists; resume it with --resume "
+                                    f"{self.run_dir} or choose another --run-dir")
             (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
             metrics = self.run_dir / "metrics.jsonl"
             if self.continued_from is not None and (self.continued_from / "metrics.jsonl").is_file():
@@ -337,6 +354,9 @@ class Trainer:
                 "torch": torch.__version__,
             })
         except OSError as e:
+            if new and made:  # nothing of it is worth keeping, and a rerun would find it in its way
+                self.lock.release()
+                shutil.rmtree(self.run_dir, ignore_errors=True)
             raise UserError(f"cannot write to run directory {self.run_dir}: {e.strerror or e}") from None
 
     def save_samples(self, name: str) -> Path:
@@ -354,7 +374,8 @@ class Trainer:
             else:
                 images = G(z).float().cpu()
         path = self.run_dir / "samples" / f"{name}.png"
-        with written("a sample grid", path, "the checkpoints written so far are intact"), atomic_path(path) as tmp:
+        hint = "the checkpoints written so far are intact"
+        with reported("a sample grid", path, hint), atomic_path(path) as tmp:
             save_image(images, tmp, format="png", nrow=nrow, normalize=True, value_range=(-1, 1))
         self.emit("on_images", images)
         return path

@@ -32,7 +32,8 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..fileio import check_output_file, write_text_atomic, written
+from ..fileio import write_text_atomic
+from ..outputs import check_output, reported
 from .report import disturbance, fmt, merge_rounds, print_tables
 from .timing import cpu_info
 from .variants import run_isolated, run_variant
@@ -117,7 +118,7 @@ def validate(cfg: BenchConfig) -> None:
     if cfg.json_path is not None:
         if not Path(cfg.json_path).resolve().parent.is_dir():
             raise UserError(f"--json: folder {Path(cfg.json_path).parent} does not exist")
-        check_output_file(cfg.json_path, "--json")
+        check_output(cfg.json_path, "--json")
 
 
 # --------------------------------------------------------------------------- the run
@@ -253,7 +254,7 @@ def run(cfg: BenchConfig, *, out=print) -> dict:
     print_tables(results, out)
     if cfg.json_path:
         path = Path(cfg.json_path)
-        with written("the results", path):
+        with reported("the results", path):
             write_text_atomic(path, json.dumps(results, indent=2) + "\n")
         out(f"wrote {path}")
     return results

@@ -34,8 +34,20 @@ class pil_transform:
     def __call__(self, img) -> torch.Tensor:
         from torchvision.transforms.v2 import functional as F
 
-        img = self.resize(img.convert(self.mode))
+        img = self.resize(to_8bit(img).convert(self.mode))
         return F.pil_to_tensor(img)
+
+
+def to_8bit(img):
+    """A 16- or 32-bit integer grayscale PIL image scaled to 8 bits; Pillow's ``convert("L")`` would clip
+    it (every value above 255 white). Other modes are returned as they are."""
+    if img.mode.startswith("I;16"):
+        return img.convert("I").point(lambda v: v * (1 / 257)).convert("L")  # 65535 -> 255
+    if img.mode == "I":  # 32-bit: PNG decodes 16-bit greyscale this way in some Pillow versions
+        low, high = img.getextrema()
+        scale = 1 / 257 if high > 255 else 1
+        return img.point(lambda v: v * scale).convert("L")
+    return img
 
 
 def _luma(rgb: torch.Tensor) -> torch.Tensor:

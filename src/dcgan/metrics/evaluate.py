@@ -31,10 +31,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..cache import cache_home
+from ..cache import cache_home, content_digest
 from ..data import InMemoryImages
 from ..errors import UserError
-from ..fileio import atomic_path, load_weights_only
+from ..fileio import load_weights_only
+from ..outputs import writing
 from ..runtime import get_dist
 from ..sample import generated_batches
 
@@ -169,6 +170,7 @@ def _read_cache(path: Path, key: dict, num_features: int) -> torch.Tensor | None
     valid = (
         isinstance(state, dict) and state.get("key") == key and isinstance(state.get("features"), torch.Tensor)
         and state["features"].ndim == 2 and state["features"].shape[1] == num_features
+        and bool(torch.isfinite(state["features"]).all())
     )
     if not valid:
         print(f"warning: ignoring unreadable or mismatched statistics cache {path}; recomputing", file=sys.stderr)
@@ -177,8 +179,7 @@ def _read_cache(path: Path, key: dict, num_features: int) -> torch.Tensor | None
 
 
 def _write_cache(path: Path, key: dict, features: torch.Tensor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    with writing(path, "the statistics cache", cache=True) as tmp:  # a full disk costs the cache, not the result
         torch.save({"key": key, "features": features.contiguous()}, tmp)
 
 
@@ -196,6 +197,8 @@ def real_features(
     path = None
     if key is not None:
         key = {**key, "extractor": extractor.cache_key}
+        if key.get("root"):  # keyed by what the folder holds, not its name: replaced images are seen
+            key["content"] = content_digest(key["root"])
         path = cache_path(cache_dir if cache_dir is not None else default_cache_dir(), key)
         cached = _read_cache(path, key, extractor.num_features)
         if cached is not None:
@@ -342,6 +345,10 @@ def score(
         raise UserError(f"the real data has {len(real)} image(s); FID needs at least 2")
     if len(fake) < 2:
         raise UserError(f"FID needs at least 2 generated images, got {len(fake)}")
+    for name, features in (("real", real), ("generated", fake)):
+        if not torch.isfinite(features).all():
+            raise UserError(f"the {name} images' features are not finite (NaN or infinite): no metric can be "
+                            "computed from them; a diverged generator or a broken feature network?")
     metrics_device = _metrics_device(device)
     real, fake = real.to(metrics_device), fake.to(metrics_device)
     fid = frechet_distance(real, fake)
@@ -354,7 +361,11 @@ def score(
             min_class = min(shares, key=shares.get)
             min_share = shares[min_class]
     precision = recall = None
-    if precision_recall_k is not None and min(len(real), len(fake)) > precision_recall_k:
+    if precision_recall_k is not None and min(len(real), len(fake)) <= precision_recall_k:
+        raise UserError(f"--k {precision_recall_k} needs more than {precision_recall_k} images in each set, got "
+                        f"{len(real)} real and {len(fake)} generated: lower --k, or --k 0 to skip precision "
+                        "and recall")
+    if precision_recall_k is not None:
         from .precision_recall import precision_recall
 
         pr = precision_recall(real, fake, k=precision_recall_k, seed=seed)

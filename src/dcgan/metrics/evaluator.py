@@ -34,7 +34,8 @@ from torch import nn
 
 from ..data import InMemoryImages, resize_uint8, to_model_range
 from ..errors import UserError
-from ..fileio import atomic_path, load_weights_only
+from ..fileio import load_weights_only
+from ..outputs import writing
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 SHIPPED = {"digits": WEIGHTS_DIR / "mnist_evaluator.pt", "cifar10": WEIGHTS_DIR / "cifar10_evaluator.pt"}
@@ -344,7 +345,7 @@ def save_evaluator(model: DigitClassifier, path: str | os.PathLike, meta: dict) 
         "format": FORMAT, "version": VERSION, "config": model.config(),
         "state_dict": {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}, "meta": meta,
     }
-    with atomic_path(path) as tmp:
+    with writing(path, "the evaluator weights") as tmp:
         torch.save(state, tmp)
 
 

@@ -21,6 +21,7 @@ import torch
 from ..data import IMAGE_EXTENSIONS, ImageFolder, decode_all
 from ..errors import UserError
 
+GREY_MODES = ("L", "1", "I", "I;16", "I;16B", "I;16L")  # read as one channel (16-bit scaled to 8)
 NPZ_IMAGE_KEYS = ("images", "arr_0", "x")  # dcgan sample writes "images"; np.savez(path, array) writes "arr_0"
 
 
@@ -37,8 +38,12 @@ def _first_image(folder: Path) -> Path:
     raise UserError(f"no images in {folder} (looked recursively for {', '.join(IMAGE_EXTENSIONS)})")
 
 
-def load_image_set(path: str | os.PathLike, *, progress: bool = True) -> torch.Tensor:
-    """uint8 images [N, C, H, W] from a folder (size and mode of its first image) or an .npz [N, H, W(, C)]."""
+def load_image_set(path: str | os.PathLike, *, progress: bool = True, strict: bool = False) -> torch.Tensor:
+    """uint8 images [N, C, H, W] from a folder (size and mode of its first image) or an .npz [N, H, W(, C)].
+
+    ``strict`` (images to score): every image of a folder has the first one's size and mode, and the
+    images are square of a size a generator makes (``check_image_set``); nothing is resized in secret.
+    """
     path = Path(path)
     if not path.exists():
         raise UserError(f"not found: {path}")
@@ -56,15 +61,38 @@ def load_image_set(path: str | os.PathLike, *, progress: bool = True) -> torch.T
             raise UserError(f"{path}: expected uint8 images [N, H, W] or [N, H, W, 1 or 3], "
                             f"got {array.dtype} {list(array.shape)}")
         images = torch.from_numpy(array if array.ndim == 4 else array[..., None]).permute(0, 3, 1, 2)
-        return images.contiguous()
+        return check_image_set(images.contiguous(), path) if strict else images.contiguous()
     if not path.is_dir():
         raise UserError(f"{path} is neither a folder of images nor an .npz")
     from PIL import Image
 
     first = _first_image(path)
     with Image.open(first) as image:
-        channels, size = (1 if image.mode in ("L", "1", "I;16") else 3), min(image.size)
-    return decode_all(ImageFolder(str(path), channels, size), progress=progress).images
+        channels, size = (1 if image.mode in GREY_MODES else 3), image.size
+    for file in sorted(p for p in path.rglob("*") if strict if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()):
+        try:
+            with Image.open(file) as image:  # reads the header only
+                other = (1 if image.mode in GREY_MODES else 3), image.size
+        except (OSError, ValueError, SyntaxError):
+            continue  # unreadable files are skipped (and counted) by the decoder
+        if other != (channels, size):
+            raise UserError(f"{path} mixes image shapes: {first.name} is {size[0]}x{size[1]} with {channels} "
+                            f"channel(s), {file.relative_to(path)} is {other[1][0]}x{other[1][1]} with {other[0]}; "
+                            "an image set is compared as it is, not resized: use one size and mode")
+    images = decode_all(ImageFolder(str(path), channels, min(size)), progress=progress).images
+    return check_image_set(images, path) if strict else images
+
+
+def check_image_set(images: torch.Tensor, path: str | os.PathLike) -> torch.Tensor:
+    """Square images of a size a generator makes: samples of another size would be compared with real
+    images shrunk or blown up to match, a score of something else."""
+    from ..models import SUPPORTED_IMAGE_SIZES
+
+    h, w = images.shape[-2:]
+    if h != w or h not in SUPPORTED_IMAGE_SIZES:
+        raise UserError(f"{path} holds {w}x{h} images; an image set is compared as it is, not resized: give "
+                        f"square images of {', '.join(map(str, SUPPORTED_IMAGE_SIZES))} pixels")
+    return images
 
 
 def evaluate_image_set(path: str | os.PathLike, opts, device: torch.device):
@@ -77,7 +105,7 @@ def evaluate_image_set(path: str | os.PathLike, opts, device: torch.device):
         raise UserError("evaluating a folder or .npz of images needs --data (and --data-root): the real images "
                         "to compare with")
     start = time.perf_counter()
-    images = load_image_set(path, progress=opts.progress)
+    images = load_image_set(path, progress=opts.progress, strict=True)
     cfg = TrainConfig(data=opts.data, data_root=opts.data_root, channels=images.shape[1],
                       image_size=images.shape[-1])
     extractor, real, key = prepare(cfg, opts)
@@ -103,11 +131,15 @@ def feature_statistics(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_stats(mu: np.ndarray, sigma: np.ndarray, out: str | os.PathLike, meta: dict) -> Path:
-    from ..explore import atomic_path, check_output_file
+    from ..explore import check_output_file
+    from ..outputs import writing
 
     out = Path(out)
     check_output_file(out, (".npz",))
-    with atomic_path(out) as tmp:
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise UserError(f"the statistics of {meta.get('source', 'these images')} are not finite (NaN or infinite); "
+                        f"not writing {out}")
+    with writing(out, "the statistics") as tmp:
         with open(tmp, "wb") as f:  # a file object: numpy would append .npz to the temporary name
             np.savez_compressed(f, mu=mu, sigma=sigma, **{f"dcgan_{k}": np.asarray(str(v)) for k, v in meta.items()})
     return out
@@ -172,8 +204,11 @@ def fid_against_statistics(source: str, ref: str | os.PathLike, *, opts, device:
     from .report import prepare
 
     mu_ref, sigma_ref = read_stats(ref)
+    if not (np.isfinite(mu_ref).all() and np.isfinite(sigma_ref).all()):
+        raise UserError(f"{ref} holds NaN or infinite statistics: no FID can be computed against it; "
+                        "make it again with dcgan stats")
     if is_image_set(source):
-        images = load_image_set(source, progress=opts.progress)
+        images = load_image_set(source, progress=opts.progress, strict=True)
     else:
         G = load_generator(source, device, ema=opts.ema)
         images = generate(G, opts.num_images, seed=opts.seed, batch_size=opts.batch_size)
@@ -182,5 +217,9 @@ def fid_against_statistics(source: str, ref: str | os.PathLike, *, opts, device:
     features, _ = extract(iter(images.split(opts.batch_size)), extractor, total=len(images), desc="images",
                           progress=opts.progress)
     mu, sigma = feature_statistics(features)
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise UserError(f"the features of {source} are not finite (NaN or infinite): no FID can be computed")
     fid = frechet_from_statistics(mu, sigma, mu_ref, sigma_ref)
+    if not np.isfinite(fid):
+        raise UserError(f"FID against {ref} is not finite: the statistics are degenerate (constant images?)")
     return fid, {"source": str(source), "reference": str(ref), "num_images": len(images), "extractor": extractor.name}

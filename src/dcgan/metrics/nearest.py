@@ -203,9 +203,9 @@ def check_run(
 
 
 def save_picture(picture, out: str | os.PathLike) -> Path:
-    from ..explore import atomic_path
+    from ..outputs import writing
 
     out = Path(out)
-    with atomic_path(out) as tmp:
+    with writing(out, "the picture") as tmp:
         picture.save(tmp, format="PNG")
     return out
