@@ -23,7 +23,9 @@ import torch
 from dcgan import outputs
 from dcgan.cli import main
 from dcgan.errors import UserError
-from dcgan.outputs import check_output, check_suffix, is_checkpoint, run_dir_of, write_failure, writing, writing_folder
+from dcgan.outputs import (
+    check_output, check_suffix, is_checkpoint, run_dir_of, write_cache, write_failure, writing, writing_folder,
+)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -105,10 +107,15 @@ def test_a_bug_in_a_writer_keeps_its_traceback(tmp_path):
 
 
 def test_a_cache_that_cannot_be_written_warns_and_carries_on(tmp_path, capsys):
-    with writing(tmp_path / "c.pt", "the cache", cache=True) as tmp:
+    def fail(tmp):
         raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    assert not write_cache(tmp_path / "c.pt", "the cache", fail)
     assert "warning: could not write the cache" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+    (tmp_path / "file").write_text("x")
+    assert not write_cache(tmp_path / "file" / "c.pt", "the cache", lambda tmp: tmp.write_bytes(b"c"))
+    assert "is a file, not a folder; carrying on without the cache" in capsys.readouterr().err
 
 
 def test_a_folder_appears_whole_or_not_at_all(tmp_path):

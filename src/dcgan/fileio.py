@@ -118,10 +118,14 @@ def load_weights_only(path: str | os.PathLike, what: str, *, map_location="cpu")
     torch.load's errors for a foreign, truncated or corrupt file vary by format and version, so every
     exception becomes the same one-line UserError with the first sentence of the reason.
     """
+    import warnings
+
     import torch
 
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a TorchScript file: torch warns, then refuses; the refusal is the line
+            warnings.filterwarnings("ignore", message=".*looks like a TorchScript archive.*")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         first = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path} is not a readable {what}: {first[:200]}") from None

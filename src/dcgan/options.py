@@ -24,6 +24,7 @@ from .augment import parse_policy
 from .config import ARCHITECTURE_FIELDS, RECIPES, TrainConfig
 from .errors import UserError
 from .fileio import check_new_folder, write_text_atomic
+from .outputs import run_dir_of
 from .runtime import print0
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -167,13 +168,22 @@ def validate(cfg: TrainConfig) -> None:
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
-    return Path("runs") / f"{cfg.data}-{cfg.image_size}px-{datetime.now():%Y%m%d-%H%M%S}"
+    """runs/DATA-SIZEpx-TIMESTAMP, with -2, -3, ... when a run started in the same second has it."""
+    base = Path("runs") / f"{cfg.data}-{cfg.image_size}px-{datetime.now():%Y%m%d-%H%M%S}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def check_run_dir(run_dir: Path, *, new: bool) -> None:
     """A new run needs a missing or empty folder it can make; resuming in place reuses the run's own."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--run-dir {run_dir} is a file; give a folder path")
+    inside = run_dir_of(run_dir.parent) if new else None
+    if inside is not None:
+        raise UserError(f"--run-dir {run_dir} is inside the run directory {inside}; choose a folder outside it")
     if new and run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(
             f"run directory {run_dir} already exists; resume it with --resume "

@@ -8,7 +8,7 @@ not own (``owned``: the run-relative names it may replace, e.g. ``samples/progre
 and ``writing_folder`` build the output under a temporary name and rename it into place when it is
 complete; a failure or a SIGTERM (``terminate_cleanly``) removes the temporary file or folder.
 ``write_failure`` turns whatever a library raised for a full or read-only disk (``torch.save``
-raises a ``RuntimeError``, not an ``OSError``) into the reason shown; a cache (``cache=True``)
+raises a ``RuntimeError``, not an ``OSError``) into the reason shown; a cache (``write_cache``)
 warns and carries on instead.
 """
 
@@ -24,7 +24,7 @@ import tempfile
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from . import fileio
 from .errors import UserError
@@ -146,12 +146,12 @@ def reported(what: str, path: str | os.PathLike, hint: str = "") -> Iterator[Non
 
 
 @contextmanager
-def writing(path: str | os.PathLike, what: str = "output", *, hint: str = "", durable: bool = False,
-            cache: bool = False) -> Iterator[Path]:
+def writing(path: str | os.PathLike, what: str = "output", *, hint: str = "", durable: bool = False
+            ) -> Iterator[Path]:
     """Yield a temporary file beside ``path``; rename it over ``path`` when the block succeeds.
 
     On any failure or SIGTERM the temporary file is removed and ``path`` is untouched. A disk
-    failure is one line; with ``cache`` it is a warning and the block's caller carries on.
+    failure is one line.
     """
     path = Path(path)
     try:
@@ -164,9 +164,21 @@ def writing(path: str | os.PathLike, what: str = "output", *, hint: str = "", du
         error = _one_line(what, path, e, hint)
         if error is None:
             raise
-        if not cache:
-            raise error from None
-        print(f"warning: {error}; carrying on without it", file=sys.stderr)
+        raise error from None
+
+
+def write_cache(path: str | os.PathLike, what: str, write: Callable[[Path], None]) -> bool:
+    """A cache file through the same guard; where it cannot be written (full disk, a file in the way,
+    a run's file) one warning says so and the command carries on without it. True when written."""
+    try:
+        check_output(path, what)
+        with writing(path, what) as tmp:
+            write(tmp)
+    except UserError as e:
+        print(f"warning: {str(e).replace('refusing to', 'not going to')}; carrying on without the cache",
+              file=sys.stderr)
+        return False
+    return True
 
 
 @contextmanager

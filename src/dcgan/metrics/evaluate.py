@@ -35,7 +35,7 @@ from ..cache import cache_home, content_digest
 from ..data import InMemoryImages
 from ..errors import UserError
 from ..fileio import load_weights_only
-from ..outputs import writing
+from ..outputs import write_cache
 from ..runtime import get_dist
 from ..sample import generated_batches
 
@@ -179,8 +179,9 @@ def _read_cache(path: Path, key: dict, num_features: int) -> torch.Tensor | None
 
 
 def _write_cache(path: Path, key: dict, features: torch.Tensor) -> None:
-    with writing(path, "the statistics cache", cache=True) as tmp:  # a full disk costs the cache, not the result
-        torch.save({"key": key, "features": features.contiguous()}, tmp)
+    # a full disk (or a bad --cache-dir) costs the cache, not the result
+    write_cache(path, "the statistics cache", lambda tmp: torch.save({"key": key, "features": features.contiguous()},
+                                                                      tmp))
 
 
 def real_features(
