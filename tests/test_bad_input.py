@@ -407,7 +407,7 @@ CASES = [
     Case("quality-budget-nan", "quality --quick --budget-min nan", "argument --budget-min: must be a finite number"),
     Case("eval-batch-size-zero", "eval {run} --batch-size 0", "argument --batch-size: must be at least 1"),
     Case("evaluator-epochs-zero", "evaluator train --epochs 0 --out {tmp}/e.pt", "argument --epochs: must be at least 1"),
-    Case("demo-port-out-of-range", "demo {run} --port 70000", "argument --port: must be at most 65,535"),
+    Case("demo-port-out-of-range", "demo {run} --port 70000", "--port must be between 1 and 65535"),
     Case("arithmetic-scale-huge", "arithmetic {run} 1+2 --scale 100000 -o {tmp}/a.png",
          "argument --scale: must be at most 64"),
     # disk failures: one line, whatever the library raises, and nothing half-written

@@ -197,7 +197,7 @@ def assert_one_line_error(capsys, code: int, *fragments: str) -> str:
         (["--channels", "2"], ["unsupported channel count 2"]),
         (["--batch-size", "0"], ["--batch-size must be at least 1, got 0"]),
         (["--lr-g", "-1"], ["--lr-g must be a positive number, got -1.0"]),
-        (["--lr-d", "nan"], ["--lr-d", "must be a finite number"]),
+        (["--lr-d", "nan"], ["argument --lr-d: must be a finite number"]),
         (["--beta1", "1.5"], ["--beta1 must be in [0, 1)"]),
         (["--steps", "0"], ["at least 1"]),
         (["--data", "imagenet"], ["unknown dataset 'imagenet'", "mnist-5k"]),

@@ -191,7 +191,7 @@ def _one_line_error(capsys, argv, match: str) -> None:
 def test_cli_mistakes_are_one_line(capsys, run, tmp_path):
     pytest.importorskip("gradio")
     _one_line_error(capsys, ["demo", str(tmp_path / "nope")], "checkpoint not found")
-    _one_line_error(capsys, ["demo", run, "--port", "70000"], "argument --port: must be at most 65,535")
+    _one_line_error(capsys, ["demo", run, "--port", "70000"], "--port must be between 1 and 65535")
     _one_line_error(capsys, ["demo", run, "--port", "x"], "invalid int value")
     _one_line_error(capsys, ["demo", run, "--host", "no-such-host.invalid"], "--host no-such-host.invalid")
     with socket.socket() as s:

@@ -267,6 +267,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv,out", [
     ("export {run} -o {tmp}/G.pt", "G.pt"),
     ("sample {run} -n 8 -o {tmp}/imgs", "imgs"),

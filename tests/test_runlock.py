@@ -53,6 +53,7 @@ def test_the_lock_is_exclusive_and_released(tmp_path):
     RunLock(tmp_path).acquire().release()
 
 
+@pytest.mark.slow
 def test_a_second_trainer_is_refused_while_the_first_lives_and_kill_9_frees_the_run(tmp_path):
     run = tmp_path / "run"
     proc = _dcgan("train", *LONG, "--run-dir", str(run), wait=False)
@@ -79,6 +80,7 @@ def test_a_second_trainer_is_refused_while_the_first_lives_and_kill_9_frees_the_
     assert torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["step"] == step + 2
 
 
+@pytest.mark.slow
 def test_two_trainers_started_together_on_one_new_run_directory(tmp_path):
     """Both pass the up-front check (the folder is not there yet); the lock lets exactly one write."""
     run = tmp_path / "run"

@@ -309,7 +309,7 @@ def _add_demo(sub) -> None:
     _pretrained_arg(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 is every network)")
-    p.add_argument("--port", type=at.count(0, 65535), default=7860, help="TCP port (default: 7860)")
+    p.add_argument("--port", type=int, default=7860, help="TCP port (default: 7860)")
     _generator_args(p, "cpu", "cpu, auto, cuda, cuda:N or mps (default: cpu: one image takes milliseconds there)")
 
 
