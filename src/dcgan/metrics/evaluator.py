@@ -53,7 +53,20 @@ def _conv(c_in: int, c_out: int, *, kernel_size: int = 3, stride: int = 1) -> li
     ]
 
 
-class DigitClassifier(nn.Module):
+class _Classifier(nn.Module):
+    """A ``body`` of convolutions pooled to ``num_features`` and a linear ``head`` over the classes."""
+
+    body: nn.Sequential
+    head: nn.Linear
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class DigitClassifier(_Classifier):
     """28x28 grayscale images in [-1, 1] -> class logits; ``features`` gives the penultimate layer.
 
     Strided convolutions and a global average pool keep it small (23k
@@ -78,17 +91,11 @@ class DigitClassifier(nn.Module):
         )
         self.head = nn.Linear(num_features, num_classes)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
     def config(self) -> dict:
         return {"num_classes": self.num_classes, "width": self.width, "num_features": self.num_features}
 
 
-class ColourClassifier(nn.Module):
+class ColourClassifier(_Classifier):
     """32x32 RGB images in [-1, 1] -> class logits; ``features`` gives the pooled penultimate layer.
 
     A VGG-style stack, two 3x3 convolutions per resolution with max pooling between them (pooling
@@ -115,12 +122,6 @@ class ColourClassifier(nn.Module):
             nn.Flatten(),  # state size. num_features
         )
         self.head = nn.Linear(num_features, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
     def config(self) -> dict:
         return {"num_classes": self.num_classes, "width": self.width, "num_features": self.num_features,
