@@ -67,58 +67,64 @@ class Trainer:
         self.lock = RunLock(self.run_dir)  # one writer per run directory, held until the run ends
         if self.resumed and self.continued_from is None and self.dist.is_main:
             self.lock.acquire()  # before the data: a second --resume of a live run is refused at once
-        self.device = choose_device(cfg.device, self.dist.local_rank)
-        self.hooks: list = [SampleGrids()]
-        if cfg.eval_every_steps:  # before the data: a missing feature network fails first
-            self.hooks.append(Evaluation(cfg))
-        self.hooks.append(Checkpoints())
-        self.best_fid = math.inf
-        seed_everything(cfg.seed + self.dist.rank)
-        spec = DataSpec(
-            name=cfg.data, root=cfg.data_root, channels=cfg.channels, image_size=cfg.image_size,
-            in_memory=cfg.in_memory, max_images=cfg.max_images, download=cfg.download, labels=cfg.conditional,
-        )
-        data = load(spec, progress=not cfg.quiet and self.dist.is_main)
-        self.batches = Batches(
-            data, cfg.batch_size, seed=cfg.seed, device=self.device, rank=self.dist.rank,
-            world_size=self.dist.world_size, num_workers=cfg.num_workers, labels=cfg.conditional,
-        )
-        # None: no step limit, the --minutes budget alone ends the run
-        self.total_steps = 1 if cfg.dry_run else (
-            cfg.steps if cfg.steps is not None
-            else cfg.epochs * self.batches.steps_per_epoch if cfg.epochs is not None else None
-        )
-        self.budget_s = None if cfg.minutes is None or cfg.dry_run else cfg.minutes * 60
-        self.train_seconds = 0.0  # wall time spent in training steps, over every resumed part of the run
+        # a set-up that fails (no data, a spent budget) must not keep the lock: in-process callers
+        # (tests, notebooks) would find their own run locked
+        try:
+            self.device = choose_device(cfg.device, self.dist.local_rank)
+            self.hooks: list = [SampleGrids()]
+            if cfg.eval_every_steps:  # before the data: a missing feature network fails first
+                self.hooks.append(Evaluation(cfg))
+            self.hooks.append(Checkpoints())
+            self.best_fid = math.inf
+            seed_everything(cfg.seed + self.dist.rank)
+            spec = DataSpec(
+                name=cfg.data, root=cfg.data_root, channels=cfg.channels, image_size=cfg.image_size,
+                in_memory=cfg.in_memory, max_images=cfg.max_images, download=cfg.download, labels=cfg.conditional,
+            )
+            data = load(spec, progress=not cfg.quiet and self.dist.is_main)
+            self.batches = Batches(
+                data, cfg.batch_size, seed=cfg.seed, device=self.device, rank=self.dist.rank,
+                world_size=self.dist.world_size, num_workers=cfg.num_workers, labels=cfg.conditional,
+            )
+            # None: no step limit, the --minutes budget alone ends the run
+            self.total_steps = 1 if cfg.dry_run else (
+                cfg.steps if cfg.steps is not None
+                else cfg.epochs * self.batches.steps_per_epoch if cfg.epochs is not None else None
+            )
+            self.budget_s = None if cfg.minutes is None or cfg.dry_run else cfg.minutes * 60
+            self.train_seconds = 0.0  # wall time spent in training steps, over every resumed part of the run
 
-        parts = build_training(cfg, self.device, dist=self.dist)
-        self.G, self.D, self.ema = parts.G, parts.D, parts.ema  # the raw modules: what checkpoints store
-        self.opt_G, self.opt_D, self.scaler_G, self.scaler_D = parts.opt_G, parts.opt_D, parts.scaler_G, parts.scaler_D
-        self.train_step, self.precision, self.memory_format = parts.step, parts.precision, parts.memory_format
-        self.noise_rng, self.fixed_noise = parts.noise_rng, parts.fixed_noise
+            parts = build_training(cfg, self.device, dist=self.dist)
+            self.G, self.D, self.ema = parts.G, parts.D, parts.ema  # the raw modules: what checkpoints store
+            self.opt_G, self.opt_D, self.scaler_G, self.scaler_D = parts.opt_G, parts.opt_D, parts.scaler_G, parts.scaler_D
+            self.train_step, self.precision, self.memory_format = parts.step, parts.precision, parts.memory_format
+            self.noise_rng, self.fixed_noise = parts.noise_rng, parts.fixed_noise
 
-        # state that a checkpoint restores
-        self.step = self.epoch = self.step_in_epoch = 0
-        self.stats_sum = torch.zeros(len(STAT_NAMES), device=self.device)
-        self.stats_count = 0
-        if run.checkpoint is not None:
-            restore_state(self, run.checkpoint)
-            if self.budget_s is not None and self.train_seconds >= self.budget_s:
-                raise UserError(
-                    f"{self.run_dir} has used its {cfg.minutes:g}-minute budget "
-                    f"({self.train_seconds / 60:.1f} min); give a larger --minutes to train on"
-                )
-            if self.total_steps is not None and self.step >= self.total_steps:
-                raise UserError(
-                    f"{self.run_dir} is already at step {self.step}, the run's length is {self.total_steps} steps; "
-                    f"give --steps above {self.step} (or more --epochs) to train on"
-                )
-        elif run.init_weights is not None:
-            # --init-from: the source's weights, nothing else; optimizers, step, RNG and statistics start fresh.
-            # A resumed fine-tuning run takes the branch above: its own checkpoint, never the source again.
-            load_networks(self, run.init_weights)
-        self.stop = StopFlag()
-        self.log = None  # metrics.jsonl on rank 0, opened by run()
+            # state that a checkpoint restores
+            self.step = self.epoch = self.step_in_epoch = 0
+            self.stats_sum = torch.zeros(len(STAT_NAMES), device=self.device)
+            self.stats_count = 0
+            if run.checkpoint is not None:
+                restore_state(self, run.checkpoint)
+                if self.budget_s is not None and self.train_seconds >= self.budget_s:
+                    raise UserError(
+                        f"{self.run_dir} has used its {cfg.minutes:g}-minute budget "
+                        f"({self.train_seconds / 60:.1f} min); give a larger --minutes to train on"
+                    )
+                if self.total_steps is not None and self.step >= self.total_steps:
+                    raise UserError(
+                        f"{self.run_dir} is already at step {self.step}, the run's length is {self.total_steps} steps; "
+                        f"give --steps above {self.step} (or more --epochs) to train on"
+                    )
+            elif run.init_weights is not None:
+                # --init-from: the source's weights, nothing else; optimizers, step, RNG and statistics start fresh.
+                # A resumed fine-tuning run takes the branch above: its own checkpoint, never the source again.
+                load_networks(self, run.init_weights)
+            self.stop = StopFlag()
+            self.log = None  # metrics.jsonl on rank 0, opened by run()
+        except BaseException:
+            self.lock.release()
+            raise
 
     @property
     def d_steps(self) -> int:
