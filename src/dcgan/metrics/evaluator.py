@@ -99,9 +99,8 @@ class ColourClassifier(_Classifier):
     """32x32 RGB images in [-1, 1] -> class logits; ``features`` gives the pooled penultimate layer.
 
     A VGG-style stack, two 3x3 convolutions per resolution with max pooling between them (pooling
-    is fine here: the no-pooling rule is DCGAN's, not its judge's). It is the cheapest shape that
-    reaches CIFAR-10 accuracies in the high 80s within a few CPU epochs; residual blocks and more
-    width bought little at several times the cost.
+    is fine here: the no-pooling rule is DCGAN's, not its judge's), small enough to train to a
+    CIFAR-10 accuracy in the high 80s in about ten CPU minutes (docs/evaluation.md).
     """
 
     arch, channels, image_size = "colour", 3, 32
@@ -229,7 +228,7 @@ def _shift(x: torch.Tensor, rng: torch.Generator, max_shift: int = 2, *, mode: s
 
     ``background`` fills with -1 (a digit's black background); ``reflect`` mirrors the border,
     the random-crop augmentation of colour classifiers. One slice of a padded copy per distinct
-    offset: per-pixel gather indexing cost more than the classifier's own step on RGB batches.
+    offset, which gives the same images as a per-pixel gather (tests/test_colour_evaluator.py).
     """
     _, _, h, w = x.shape
     pad = (max_shift,) * 4
