@@ -16,9 +16,9 @@ from dcgan.config import TrainConfig
 from dcgan.data import to_model_range
 from dcgan.metrics import evaluate
 from dcgan.metrics.report import EvalOptions, prepare
-from dcgan.benchmarks.baselines import BASELINES, CollapseDetector, PILDigits
+from dcgan.benchmarks.baselines import BASELINES, CollapseDetector, PILImages
 from dcgan.benchmarks.quality import (
-    RECIPES, QualityConfig, command_line, fid_ratios, run_for_budget, run_side_by_side, time_to_quality,
+    COLOUR_RECIPES, DEFAULT_RECIPES, RECIPES, QualityConfig, command_line, fid_ratios, run_for_budget, run_side_by_side, time_to_quality,
 )
 from dcgan.sample import load_generator
 
@@ -120,13 +120,23 @@ def test_side_by_side_jobs_each_train_their_budget_on_their_own_clock(tmp_path):
 
 def test_baseline_pipelines_serve_torchvision_style_digits(mnist5k):
     images = mnist5k.images[:8]
-    newcomer = PILDigits(images, BASELINES["newcomer"].transform())
+    newcomer = PILImages(images, BASELINES["newcomer"].transform(28, 1))
     x, label = newcomer[3]
     # ToTensor then Normalize(0.5, 0.5) is the project's own scaling, to rounding
     torch.testing.assert_close(x, to_model_range(images[3]), rtol=0, atol=1e-6)
     assert label == 0 and len(newcomer) == 8
-    classic, _ = PILDigits(images, BASELINES["classic"].transform())[3]
-    assert classic.shape == (1, 64, 64) and classic.min() >= -1 and classic.max() <= 1
+    size = BASELINES["classic"].image_size(28, 1)
+    classic, _ = PILImages(images, BASELINES["classic"].transform(size, 1))[3]
+    assert size == 64 and classic.shape == (1, 64, 64) and classic.min() >= -1 and classic.max() <= 1
+
+
+def test_classic_baseline_trains_colour_at_its_own_size():
+    """The classic loop at the data's size for colour: PIL RGB images, scaled like the project's."""
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    size = BASELINES["classic"].image_size(32, 3)
+    x, _ = PILImages(images, BASELINES["classic"].transform(size, 3))[2]
+    assert size == 32
+    torch.testing.assert_close(x, to_model_range(images[2]), rtol=0, atol=1e-6)
 
 
 def test_command_line_reproduces_the_config():
@@ -152,7 +162,8 @@ def test_budgeted_process_trains_from_its_start_and_stops_on_sigterm(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [
-    ["--recipes", "default,bogus"], ["--budget-min", "0"], ["--data", "cifar10"], ["--max-images", "10"],
+    ["--recipes", "default,bogus"], ["--budget-min", "0"], ["--data", "cifar10", "--recipes", "default,newcomer"],
+    ["--image-size", "48"], ["--channels", "2"], ["--max-images", "10"],
     ["--num-images", "1"], ["--seeds", "1,1"], ["--jobs", "0"], ["--snapshot-every-min", "0.2"],
 ])
 def test_bad_options_fail_in_one_line_before_any_work(argv, tmp_path, capsys):
@@ -180,7 +191,7 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["command"] == f"dcgan quality --quick --data mnist-5k --out {out}"
     rows = {r["recipe"]: r for r in results["rows"]}
-    assert list(rows) == list(QualityConfig().recipes) and all(r["seed"] == 0 for r in rows.values())
+    assert list(rows) == list(QualityConfig().chosen_recipes) == list(DEFAULT_RECIPES) and all(r["seed"] == 0 for r in rows.values())
 
     batch_sizes = {"default": TrainConfig().batch_size, "classic": 64, "newcomer": 128, "paper": 128}
     image_sizes = {"default": 28, "classic": 64, "newcomer": 28, "paper": 28}
@@ -240,7 +251,7 @@ def test_quick_conditional_row_is_scored_against_the_default_of_the_same_run(tmp
     out = tmp_path / "quality"
     assert main(["quality", "--quick", "--data", "mnist-5k", "--recipes", "default,conditional", "--jobs", "2",
                  "--out", str(out)]) == 0
-    assert "conditional" in RECIPES and "conditional" not in QualityConfig().recipes
+    assert "conditional" in RECIPES and "conditional" not in QualityConfig().chosen_recipes
     results = json.loads((out / "results.json").read_text())
     rows = {r["recipe"]: r for r in results["rows"]}
     config = ckpt.load(out / "runs/conditional-seed0/checkpoints/latest.pt")["config"]
@@ -253,3 +264,28 @@ def test_quick_conditional_row_is_scored_against_the_default_of_the_same_run(tmp
     assert f"conditional FID / default FID = {ratio:.3f}" in capsys.readouterr().out
     grid = Image.open(out / "samples/conditional-seed0.png")
     assert grid.size == (10 * 30 + 2, 10 * 30 + 2)  # ten columns, one row per class
+
+
+@pytest.mark.slow
+def test_quick_colour_benchmark_has_the_classic_at_the_same_size_and_the_paper_row(tmp_path, capsys):
+    """Colour data: default, classic (at the data's size, RGB) and paper, scored by the CIFAR-10 evaluator."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(256):
+        pixels = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8, generator=g)
+        Image.fromarray(pixels.numpy()).save(folder / f"{i:03d}.png")
+    out = tmp_path / "quality"
+    assert main(["quality", "--quick", "--data", "folder", "--data-root", str(folder), "--image-size", "32",
+                 "--max-images", "256", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["recipe"]: r for r in results["rows"]}
+    assert list(rows) == list(COLOUR_RECIPES) == ["default", "classic", "paper"]
+    assert results["config"]["extractor"] == "cifar10" and results["config"]["image_size"] == 32
+    for recipe, row in rows.items():
+        assert "error" not in row and row["eval"]["extractor"] == "cifar10", recipe
+        assert Image.open(out / row["grid"]).size == (8 * 34 + 2,) * 2 and Image.open(out / row["grid"]).mode == "RGB"
+    G = load_generator(out / "runs/classic-seed0/generator.pt", torch.device("cpu"))
+    assert (G.image_size, G.channels) == (32, 3)
+    assert "FID (cifar10, 200)" in printed and "| FID (cifar10, 200) |" in (out / "results.md").read_text()

@@ -77,3 +77,34 @@ def test_a_new_run_refuses_a_folder_that_is_not_empty(tmp_path):
     with pytest.raises(UserError, match="already exists"):
         resolve(TrainConfig(steps=1, run_dir=str(tmp_path / "run")))
     assert (tmp_path / "run" / "x").read_text() == "keep"
+
+
+# --------------------------------------------------------------------------- the data's own shape
+
+
+@pytest.mark.parametrize("size, mode, expected", [
+    ((28, 28), "L", (28, 1)), ((32, 32), "RGB", (32, 3)), ((64, 64), "RGB", (64, 3)),
+    ((178, 218), "RGB", (64, 3)), ((100, 100), "L", (64, 1)), ((32, 32), "P", (32, 3)),
+])
+def test_a_folder_trains_at_its_images_own_size_and_mode(tmp_path, size, mode, expected):
+    from PIL import Image
+
+    (tmp_path / "b").mkdir()
+    Image.new(mode, size).save(tmp_path / "b" / "x.png")
+    Image.new("RGB", (256, 256)).save(tmp_path / "z.png")  # read after b/x.png, as the training reads them
+    got = resolve(TrainConfig(data="folder", data_root=str(tmp_path), run_dir=str(tmp_path / "run"))).cfg
+    assert (got.image_size, got.channels) == expected
+    typed = TrainConfig(data="folder", data_root=str(tmp_path), image_size=32, channels=1, run_dir=str(tmp_path / "b2"))
+    given = resolve(typed, given={"data", "data_root", "image_size", "channels", "run_dir"}).cfg  # as the CLI passes
+    assert (given.image_size, given.channels) == (32, 1)
+
+
+def test_named_data_trains_at_its_own_shape_unless_given(tmp_path):
+    cfg = resolve(TrainConfig(data="cifar10", run_dir=str(tmp_path / "a"))).cfg
+    assert (cfg.image_size, cfg.channels) == (32, 3)
+    cfg = resolve(TrainConfig(data="cifar10", image_size=64, run_dir=str(tmp_path / "b"))).cfg
+    assert (cfg.image_size, cfg.channels) == (64, 3)
+    cfg = resolve(TrainConfig(data="mnist", run_dir=str(tmp_path / "c"))).cfg
+    assert (cfg.image_size, cfg.channels) == (28, 1)
+    cfg = resolve(TrainConfig(data="fake", image_size=32, run_dir=str(tmp_path / "d"))).cfg
+    assert (cfg.image_size, cfg.channels) == (32, 1)  # fake images take any shape: the config's

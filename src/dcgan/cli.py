@@ -35,8 +35,9 @@ _TRAIN_OPTIONS = [
                     "(Radford et al.: Adam 2e-4, batch 128, widths 64, no EMA)"),
     ("data", str, "dataset: mnist-5k (built in), mnist, fashion-mnist, cifar10, celeba, lsun, folder, fake"),
     ("data_root", str, "where the dataset lives (a folder of images for --data folder; MNIST IDX files)"),
-    ("image_size", int, "image side in pixels: 28, 32, 64, 128 or 256"),
-    ("channels", int, "1 (grayscale) or 3 (RGB); images are converted"),
+    ("image_size", int, "image side in pixels: 28, 32, 64, 128 or 256 (default: the data's own: 28 for digits, "
+     "32 for cifar10, 64 for folders, celeba and lsun)"),
+    ("channels", int, "1 (grayscale) or 3 (RGB); images are converted (default: the data's own)"),
     ("max_images", int, "use only the first N images"),
     ("num_workers", int, "DataLoader workers when the data is streamed instead of held in memory"),
     ("augment", str, "DiffAugment for small datasets: D sees real and fake images through these random, "
@@ -267,22 +268,29 @@ def _add_evaluator(sub) -> None:
 
 
 def _add_quality(sub) -> None:
-    from .benchmarks.quality import RECIPES, QualityConfig
+    from .benchmarks.quality import DATASETS, RECIPES, QualityConfig
 
     d, unset = QualityConfig(), argparse.SUPPRESS  # unset: QualityConfig (or --quick) decides
     p = sub.add_parser(
         "quality", help="sample quality of the default recipe against the classic ones, for equal time",
-        description="Train the project's default recipe, the classic pytorch/examples loop and a newcomer's "
-        "28x28 loop for the same wall-clock budget, one after another or side by side (--jobs), then score "
-        "each with the digit evaluator; write results.json, results.md and sample grids.",
+        description="Train the project's default recipe, the classic pytorch/examples loop, the paper's recipe "
+        "and, for digits, a newcomer's 28x28 loop for the same wall-clock budget, one after another or side "
+        "by side (--jobs), then score each with the offline evaluator (digits for grayscale, cifar10 for "
+        "colour); write results.json, results.md and sample grids.",
     )
-    p.add_argument("--data", default=unset, help=f"mnist or mnist-5k (default: {d.data})")
-    p.add_argument("--data-root", default=unset, help="where the MNIST IDX files are")
+    p.add_argument("--data", default=unset, choices=DATASETS, help=f"(default: {d.data})")
+    p.add_argument("--data-root", default=unset, help="where the data's files are")
+    p.add_argument("--image-size", type=int, default=unset, help="(default: the data's own: 28 for digits, "
+                   "32 for cifar10, 64 for folders)")
+    p.add_argument("--channels", type=int, default=unset, help="1 or 3 (default: the data's own)")
+    p.add_argument("--extractor", default=unset, choices=("digits", "cifar10", "inception"),
+                   help="feature network for FID (default: digits for grayscale, cifar10 for colour)")
     p.add_argument("--budget-min", type=at.POSITIVE, default=unset,
                    help=f"training minutes per recipe and seed (default: {d.budget_s / 60:g})")
     p.add_argument("--seeds", type=_int_list, default=unset, help="comma-separated seeds (default: 0)")
     p.add_argument("--recipes", type=lambda text: tuple(x.strip() for x in text.split(",") if x.strip()),
-                   default=unset, help=f"comma-separated, among {','.join(RECIPES)} (default: {','.join(d.recipes)})")
+                   default=unset, help=f"comma-separated, among {','.join(RECIPES)} (default: default,classic,newcomer,paper "
+                   "for digits, default,classic,paper for colour)")
     p.add_argument("--num-images", type=at.at_most(at.MAX_IMAGES), default=unset,
                    help=f"generated images per evaluation (default: {d.num_images})")
     p.add_argument("--out", default=unset, help="output folder, new or empty (default: runs/quality-TIMESTAMP)")

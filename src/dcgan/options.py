@@ -56,6 +56,20 @@ def given_options(cfg: TrainConfig) -> set[str]:
     return {f.name for f in dataclasses.fields(TrainConfig) if getattr(cfg, f.name) != getattr(base, f.name)}
 
 
+def with_native_shape(cfg: TrainConfig, given: set[str]) -> TrainConfig:
+    """The image size and channel count of ``cfg``'s data where they were not given: cifar10 trains at
+    32x32 RGB, an image folder at its images' own (data.native_shape). Resumed and fine-tuned runs keep
+    their checkpoint's, which win over anything not given."""
+    from .data import native_shape
+
+    shape = None if {"image_size", "channels"} <= given else native_shape(cfg.data, cfg.data_root)
+    if shape is None:
+        return cfg
+    size, channels = shape
+    return dataclasses.replace(cfg, image_size=cfg.image_size if "image_size" in given else size,
+                               channels=cfg.channels if "channels" in given else channels)
+
+
 def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str] | None = None) -> Resolved:
     """Validate, merge a resumed checkpoint's config, choose the run directory; never changes ``cfg``.
 
@@ -68,6 +82,7 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
     if "epochs" not in given and any(name in given and getattr(cfg, name) is not None for name in ("steps", "minutes")):
         # a length in steps or minutes replaces the default epochs: TrainConfig(minutes=3) is dcgan train --minutes 3
         cfg, given = dataclasses.replace(cfg, epochs=None), given | {"epochs"}
+    cfg = with_native_shape(cfg, given)
     state, continued_from, init_weights = None, None, None
     if resume is not None and "init_from" in given:
         # a resumed run already has its weights; a fine-tuned run's own checkpoint wins over its source

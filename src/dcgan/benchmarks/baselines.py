@@ -1,8 +1,8 @@
 """The two baseline recipes of ``dcgan quality``, trained as their authors would, until SIGTERM.
 
-- ``classic``: the pytorch/examples loop (``classic.py``): MNIST upsampled to
-  64x64 by PIL per sample in a 2-worker DataLoader, batch 64, Sigmoid + BCELoss,
-  plain Adam 2e-4, betas (0.5, 0.999), no EMA;
+- ``classic``: the pytorch/examples loop (``classic.py``): images through PIL per sample in a
+  2-worker DataLoader (MNIST upsampled to 64x64, as the example does; colour data at its own size),
+  batch 64, widths 64, Sigmoid + BCELoss, plain Adam 2e-4, betas (0.5, 0.999), no EMA;
 - ``newcomer``: the same loop at the native 28x28 as a newcomer writes it:
   ToTensor + Normalize((0.5,), (0.5,)) per sample, batch 128, the project's
   28x28 networks with a Sigmoid on D, no EMA, no tricks.
@@ -37,21 +37,24 @@ LATENT_DIM = 100
 class Baseline:
     """A recipe trained with the classic loop (``classic.classic_step``)."""
 
-    image_size: int
+    digits_size: int  # the size it trains 28x28 grayscale digits at; colour data trains at its own
     batch_size: int
 
-    def transform(self):
+    def image_size(self, data_size: int, channels: int) -> int:
+        return self.digits_size if channels == 1 else data_size
+
+    def transform(self, image_size: int, channels: int):
         """PIL image -> float tensor in [-1, 1], per sample."""
         from torchvision import transforms
 
         from .classic import classic_transform
 
-        if self.image_size == 28:  # the newcomer's: no resizing at the native size
+        if image_size == 28:  # the newcomer's: no resizing at the native size
             return transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
-        return classic_transform(1, self.image_size)
+        return classic_transform(channels, image_size)
 
 
-BASELINES = {"classic": Baseline(image_size=64, batch_size=64), "newcomer": Baseline(image_size=28, batch_size=128)}
+BASELINES = {"classic": Baseline(digits_size=64, batch_size=64), "newcomer": Baseline(digits_size=28, batch_size=128)}
 
 
 def collapse_warning(recipe: str, seed: int, row: dict) -> str:
@@ -62,12 +65,14 @@ def collapse_warning(recipe: str, seed: int, row: dict) -> str:
 # --------------------------------------------------------------------------- the baselines' training
 
 
-class PILDigits(Dataset):
-    """uint8 digits [N, 1, 28, 28] served as ``torchvision.datasets.MNIST`` does: a PIL image per
-    sample through ``transform``, with a dummy label."""
+class PILImages(Dataset):
+    """uint8 images [N, C, H, W] served as ``torchvision.datasets.MNIST`` and ``ImageFolder`` do: a PIL
+    image per sample through ``transform``, with a dummy label."""
 
     def __init__(self, images_u8: torch.Tensor, transform) -> None:
-        self.images, self.transform = images_u8[:, 0].numpy(), transform
+        # 2-D arrays for grayscale (PIL mode "L"), H x W x 3 for RGB
+        self.images = images_u8[:, 0].numpy() if images_u8.size(1) == 1 else images_u8.permute(0, 2, 3, 1).numpy()
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.images)
@@ -75,7 +80,7 @@ class PILDigits(Dataset):
     def __getitem__(self, index: int):
         from PIL import Image
 
-        return self.transform(Image.fromarray(self.images[index])), 0  # 2-D uint8: mode "L"
+        return self.transform(Image.fromarray(self.images[index])), 0
 
 
 def train_baseline(spec: dict) -> Path:
@@ -104,17 +109,21 @@ def _train_baseline(spec: dict, stop) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     device = choose_device(spec["device"])
     torch.manual_seed(spec["seed"])
-    images = load(DataSpec(name=spec["data"], root=spec["data_root"], max_images=spec["max_images"]),
-                  progress=False).images
+    channels = spec.get("channels", 1)
+    data_size = spec.get("image_size", 28)
+    image_size = recipe.image_size(data_size, channels)
+    images = load(DataSpec(name=spec["data"], root=spec["data_root"], max_images=spec["max_images"],
+                           image_size=data_size, channels=channels), progress=False).images
     # shuffled, 2 workers, the last partial batch kept, new workers every epoch
-    batches = classic_batches(classic_loader(PILDigits(images, recipe.transform()), recipe.batch_size), device)
-    G, D = classic_models(latent_dim=LATENT_DIM, channels=1, image_size=recipe.image_size, width=spec["width"])
+    dataset = PILImages(images, recipe.transform(image_size, channels))
+    batches = classic_batches(classic_loader(dataset, recipe.batch_size), device)
+    G, D = classic_models(latent_dim=LATENT_DIM, channels=channels, image_size=image_size, width=spec["width"])
     G.to(device)
     D.to(device)
     opt_G, opt_D = classic_optimizers(G, D)  # plain Adam, lr 2e-4, betas (0.5, 0.999)
     criterion = nn.BCELoss()
     cfg = TrainConfig(
-        data=spec["data"], data_root=spec["data_root"], image_size=recipe.image_size, channels=1,
+        data=spec["data"], data_root=spec["data_root"], image_size=image_size, channels=channels,
         max_images=spec["max_images"], latent_dim=LATENT_DIM, g_width=spec["width"], d_width=spec["width"],
         batch_size=recipe.batch_size, ema_decay=0.0, seed=spec["seed"], device=spec["device"],
         run_dir=str(run_dir), log_every_steps=spec["log_every_steps"], extra={"recipe": spec["recipe"]},

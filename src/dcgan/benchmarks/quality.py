@@ -5,7 +5,9 @@ on its own clock and with ``threads`` threads; the evaluations wait until the si
 
 - ``default``: ``dcgan train`` with the project's defaults on the chosen data;
 - ``classic`` and ``newcomer``: the baselines of ``baselines.py``, the
-  pytorch/examples loop at 64x64 and the same loop at 28x28 as a newcomer writes it.
+  pytorch/examples loop (at 64x64 for digits, as the example upsamples MNIST; at the data's own
+  size for colour) and, for digits, the same loop at 28x28 as a newcomer writes it;
+- ``paper``: ``dcgan train --recipe paper``, Radford et al.'s hyperparameters.
 
 Every recipe gets the same budget of training time: the clock starts when the
 recipe has set up (its ``config.json`` appears in its run directory) and ends
@@ -16,9 +18,9 @@ start to the process's exit.
 Every result is then sampled the same way (``sample.load_generator``: the
 generator, the EMA one where the recipe keeps one, in eval mode with its
 batch-norm statistics recalibrated on noise, ``ema.recalibrated``) and scored
-with the offline digit evaluator against the real training images, whose
-features are cached once for all recipes. The evaluator reads 28x28: it
-resizes the classic's 64x64 output with antialiasing, as it does any size.
+with one offline evaluator against the real training images, whose features are cached once for
+all recipes: the digit one for grayscale data, the CIFAR-10 one for colour (``--extractor``). Each
+resizes what it reads to its own input size with antialiasing (the classic's 64x64 digits to 28x28).
 
 With ``snapshot_every_min`` the trainer recipes also keep a checkpoint every M minutes of training
 (``--keep-every-minutes``), each scored the same way: the time the default takes to reach the better
@@ -55,10 +57,12 @@ from ..runlog import CollapseDetector
 from ..signals import on_signals
 
 RECIPES = ("default", "classic", "newcomer", "paper", "conditional")
-DEFAULT_RECIPES = RECIPES[:4]  # conditional on request: it answers another question (what labels buy)
+# conditional on request: it answers another question (what labels buy); the newcomer is a digits loop
+DEFAULT_RECIPES = RECIPES[:4]
+COLOUR_RECIPES = ("default", "classic", "paper")
 # run by dcgan train: the recipe preset and the options added to it; the others are the baselines' loops
 TRAINER_RECIPES = {"default": ("default", []), "paper": ("paper", []), "conditional": ("default", ["--conditional"])}
-DATASETS = ("mnist", "mnist-5k")  # the digit evaluator scores digits
+DATASETS = ("mnist", "mnist-5k", "fashion-mnist", "cifar10", "folder", "celeba", "lsun")
 STOP_EXIT_CODES = (0, 143)  # 143: the trainer stopped by SIGTERM, the budget's end
 
 
@@ -67,9 +71,12 @@ STOP_EXIT_CODES = (0, 143)  # 143: the trainer stopped by SIGTERM, the budget's 
 class QualityConfig:
     data: str = "mnist"
     data_root: str | None = None
+    image_size: int | None = None  # None: the data's own (data.NATIVE_SHAPES)
+    channels: int | None = None
+    extractor: str | None = None  # None: digits for grayscale, cifar10 for colour
     budget_s: float = 15 * 60  # training time per recipe and seed
     seeds: tuple[int, ...] = (0,)
-    recipes: tuple[str, ...] = DEFAULT_RECIPES
+    recipes: tuple[str, ...] | None = None  # None: DEFAULT_RECIPES for digits, COLOUR_RECIPES for colour
     num_images: int = 10_000  # generated images per evaluation
     out: str | None = None  # None: runs/quality-TIMESTAMP
     width: int | None = None  # G and D base feature maps; None: every recipe's own (64)
@@ -89,6 +96,26 @@ class QualityConfig:
         """Tiny networks, seconds of training, a few hundred images: checks the wiring."""
         values = dict(budget_s=3.0, num_images=200, width=8, max_images=512, threads=1, log_every_steps=5)
         return cls(**{**values, **overrides, "quick": True})
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(image_size, channels) the trainer recipes train at."""
+        from ..data import native_shape
+
+        size, channels = native_shape(self.data, self.data_root) or (28, 1)
+        return self.image_size or size, self.channels or channels
+
+    @property
+    def chosen_recipes(self) -> tuple[str, ...]:
+        if self.recipes is not None:
+            return self.recipes
+        return DEFAULT_RECIPES if self.shape == (28, 1) else COLOUR_RECIPES
+
+    @property
+    def chosen_extractor(self) -> str:
+        from ..metrics.report import default_extractor
+
+        return self.extractor or default_extractor(self.shape[1])
 
 
 def command_line(cfg: QualityConfig) -> str:
@@ -112,19 +139,33 @@ def validate(cfg: QualityConfig) -> None:
     """Fail on bad values before any work starts."""
     from ..config import TrainConfig
 
+    from ..metrics.report import EXTRACTORS
+    from ..models import SUPPORTED_CHANNELS, SUPPORTED_IMAGE_SIZES
+
     if cfg.data not in DATASETS:
-        raise UserError(f"--data: the digit evaluator scores {' or '.join(DATASETS)}, not {cfg.data!r}")
+        raise UserError(f"--data: choose among {', '.join(DATASETS)}, not {cfg.data!r}")
+    size, channels = cfg.shape
+    if size not in SUPPORTED_IMAGE_SIZES:
+        raise UserError(f"--image-size: choose among {', '.join(map(str, SUPPORTED_IMAGE_SIZES))}, not {size}")
+    if channels not in SUPPORTED_CHANNELS:
+        raise UserError(f"--channels: 1 (grayscale) or 3 (RGB), not {channels}")
+    if cfg.extractor is not None and cfg.extractor not in EXTRACTORS:
+        raise UserError(f"--extractor: choose among {', '.join(EXTRACTORS)}, not {cfg.extractor!r}")
+    if "newcomer" in cfg.chosen_recipes and (size, channels) != (28, 1):
+        raise UserError(f"--recipes: the newcomer loop trains 28x28 grayscale digits, not {size}x{size} "
+                        f"with {channels} channels")
     if not (cfg.budget_s > 0 and math.isfinite(cfg.budget_s)):
         raise UserError(f"--budget-min must be a positive number, got {cfg.budget_s / 60:g}")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
         raise UserError("--seeds needs at least one seed, each once")
-    unknown = [r for r in cfg.recipes if r not in RECIPES]
-    if unknown or not cfg.recipes or len(set(cfg.recipes)) != len(cfg.recipes):
-        raise UserError(f"--recipes: choose among {', '.join(RECIPES)}, each once (got {','.join(cfg.recipes)})")
+    recipes = cfg.chosen_recipes
+    unknown = [r for r in recipes if r not in RECIPES]
+    if unknown or not recipes or len(set(recipes)) != len(recipes):
+        raise UserError(f"--recipes: choose among {', '.join(RECIPES)}, each once (got {','.join(recipes)})")
     check_fid_images(cfg.num_images)
     largest_batch = max(TrainConfig.for_recipe(TRAINER_RECIPES[r][0]).batch_size if r in TRAINER_RECIPES
                         else BASELINES[r].batch_size
-                        for r in cfg.recipes)
+                        for r in recipes)
     if cfg.max_images is not None and cfg.max_images < largest_batch:
         raise UserError(f"--max-images must be at least {largest_batch} (a batch), got {cfg.max_images}")
     if cfg.snapshot_every_min is not None and not (0 < cfg.snapshot_every_min < cfg.budget_s / 60):
@@ -145,7 +186,9 @@ def _command(cfg: QualityConfig, recipe: str, seed: int, run_dir: Path) -> list[
 
     if recipe in TRAINER_RECIPES:
         preset, options = TRAINER_RECIPES[recipe]
+        size, channels = cfg.shape
         cmd = [sys.executable, "-m", "dcgan", "train", "--recipe", preset, *options, "--data", cfg.data,
+               "--image-size", str(size), "--channels", str(channels),
                "--seed", str(seed), "--run-dir", str(run_dir), "--device", cfg.device, "--steps", str(10**9), "--quiet"]
         if cfg.data_root is not None:
             cmd += ["--data-root", cfg.data_root]
@@ -159,6 +202,7 @@ def _command(cfg: QualityConfig, recipe: str, seed: int, run_dir: Path) -> list[
             cmd += ["--keep-every-minutes", f"{cfg.snapshot_every_min:g}"]
         return cmd
     spec = dict(recipe=recipe, data=cfg.data, data_root=cfg.data_root, max_images=cfg.max_images,
+                image_size=cfg.shape[0], channels=cfg.shape[1],
                 width=cfg.width or 64, seed=seed, device=cfg.device, run_dir=str(run_dir),
                 log_every_steps=cfg.log_every_steps)
     return [sys.executable, "-m", "dcgan.benchmarks.baselines", json.dumps(spec)]
@@ -269,21 +313,27 @@ def _run(cfg: QualityConfig, command: str | None, out) -> dict:
     from ..metrics.report import EvalOptions, RealData, prepare, real_labels
     from ..runtime import choose_device
 
-    load(DataSpec(name=cfg.data, root=cfg.data_root, max_images=cfg.max_images), progress=False)  # fail early
+    size, channels = cfg.shape
+    load(DataSpec(name=cfg.data, root=cfg.data_root, max_images=cfg.max_images, image_size=size, channels=channels),
+         progress=False)  # fail early
     device = choose_device(cfg.device)
     root = Path(cfg.out or f"runs/quality-{datetime.now():%Y%m%d-%H%M%S}")
     for folder in ("runs", "logs", "samples"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    real_data = RealData(data=cfg.data, data_root=cfg.data_root, image_size=28, channels=1)
-    eval_opts = EvalOptions(num_images=cfg.num_images, extractor="digits", cache_dir=cfg.cache_dir, progress=False)
+    real_data = RealData(data=cfg.data, data_root=cfg.data_root, image_size=size, channels=channels)
+    eval_opts = EvalOptions(num_images=cfg.num_images, extractor=cfg.chosen_extractor, cache_dir=cfg.cache_dir,
+                            progress=False)
     extractor, real, key = prepare(real_data, eval_opts)
     labels = real_labels(real_data, eval_opts)  # FID per class of the conditional recipe
     env = {**os.environ, **({"OMP_NUM_THREADS": str(cfg.threads)} if cfg.threads else {})}
-    results = {"command": command, "config": asdict(cfg), "device": str(device), "torch": torch.__version__,
+    results = {"command": command, "config": {**asdict(cfg), "recipes": cfg.chosen_recipes, "image_size": size,
+                                              "channels": channels, "extractor": cfg.chosen_extractor},
+               "device": str(device), "torch": torch.__version__,
                "cpu_count": os.cpu_count(), "rows": [], "ratios": {}}
-    tasks = [(seed, recipe) for seed in cfg.seeds for recipe in cfg.recipes]
+    tasks = [(seed, recipe) for seed in cfg.seeds for recipe in cfg.chosen_recipes]
     together = "one after another" if cfg.jobs == 1 else f"{cfg.jobs} side by side"
-    out(f"dcgan quality: {', '.join(cfg.recipes)} x seeds {', '.join(map(str, cfg.seeds))}, "
+    out(f"dcgan quality: {cfg.data} at {size}x{size}, {'RGB' if channels == 3 else 'grayscale'}, scored by the "
+        f"{cfg.chosen_extractor} evaluator; {', '.join(cfg.chosen_recipes)} x seeds {', '.join(map(str, cfg.seeds))}, "
         f"{_duration(cfg.budget_s)} of training each, {together}; results in {root}")
     for first in range(0, len(tasks), cfg.jobs):
         batch = [(seed, recipe, f"{recipe}-seed{seed}") for seed, recipe in tasks[first:first + cfg.jobs]]
@@ -361,8 +411,17 @@ def _scorer(cfg: QualityConfig, device, real, extractor, key, seed: int, real_la
 
 
 def _scores(e: dict) -> str:
-    return (f"FID {e['fid']:.3f}, KID {e['kid_mean']:.5f}, IS {e['is_mean']:.2f}, "
-            f"smallest class {e['min_class']} {e['min_class_share']:.1%}")
+    text = f"FID ({e['extractor']}, {_count(e['num_images'])}) {e['fid']:.3f}, KID {e['kid_mean']:.5f}"
+    if e.get("is_mean") is not None:
+        text += f", IS {e['is_mean']:.2f}"
+    if e.get("min_class") is not None:
+        text += f", smallest class {e['min_class']} {e['min_class_share']:.1%}"
+    return text
+
+
+def _count(n: int) -> str:
+    """10k for 10,000: how the figures name their sample count."""
+    return f"{n // 1000}k" if n % 1000 == 0 and n >= 1000 else f"{n:,}"
 
 
 def _snapshots(run_dir: Path, below_min: float) -> list[tuple[float, Path]]:
@@ -432,6 +491,10 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _smallest(e: dict) -> str:
+    return "-" if e.get("min_class") is None else f"{e['min_class']}: {e['min_class_share']:.1%}"
+
+
 def _largest(e: dict) -> str:
     """The most over-produced class and its share: with the smallest, the class mixture in two cells."""
     shares = e.get("class_shares") or {}
@@ -451,10 +514,11 @@ def format_markdown(results: dict) -> str:
         f"{_duration(cfg['budget_s'])} of training per recipe and seed, "
         + ("one run at a time" if cfg.get("jobs", 1) == 1 else f"{cfg['jobs']} runs side by side")
         + (f" ({cfg['threads']} thread{'s' if cfg['threads'] > 1 else ''} each)" if cfg.get("threads") else "") + "; "
-        f"{cfg['num_images']:,} generated images per evaluation with the offline digit evaluator against the "
-        f"{cfg['data']} training images. Every generator (the EMA one for `default`) is sampled in eval mode "
+        f"{cfg['num_images']:,} generated images per evaluation, scored in the features of the "
+        f"`{cfg.get('extractor', 'digits')}` evaluator against the {cfg['data']} training images"
+        + (f" at {cfg['image_size']}x{cfg['image_size']}" if cfg.get("image_size") else "") + ". Every generator (the EMA one for `default`) is sampled in eval mode "
         "with its batch-norm statistics recalibrated on noise.", "",
-        "| recipe | seed | FID | KID | IS | precision | recall | smallest class | largest class | train time | steps "
+        f"| recipe | seed | FID ({cfg.get('extractor', 'digits')}, {_count(cfg['num_images'])}) | KID | IS | precision | recall | smallest class | largest class | train time | steps "
         "| images seen | collapsed |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -466,9 +530,9 @@ def format_markdown(results: dict) -> str:
         snapshot = "at_min" in r
         recipe = f"{r['recipe']} at {r['at_min']:g} min" if snapshot else r["recipe"]
         lines.append(
-            f"| {recipe} | {r['seed']} | {e['fid']:.2f} | {e['kid_mean']:.4f} | {e['is_mean']:.2f} | "
+            f"| {recipe} | {r['seed']} | {e['fid']:.2f} | {e['kid_mean']:.4f} | {_share(e.get('is_mean'))} | "
             f"{_share(e.get('precision'))} | {_share(e.get('recall'))} | "
-            f"{e['min_class']}: {e['min_class_share']:.1%} | {_largest(e)} | {_duration(r['train_s'])} | {r['steps']:,} | "
+            f"{_smallest(e)} | {_largest(e)} | {_duration(r['train_s'])} | {r['steps']:,} | "
             f"{r['images_seen']:,} | {'-' if snapshot else '**yes**' if r['collapsed'] else 'no'} |"
         )
     lines.append("")

@@ -7,12 +7,12 @@ Every dataset ends up as uint8 images [C, H, W] at the configured size and chann
 
 from .batching import Batches, epoch_order
 from .decoded import decode_cached
-from .sources import class_names, IMAGE_EXTENSIONS, IN_MEMORY_MAX_BYTES, ImageFolder, InMemoryImages, decode_all, load
-from .spec import DATASETS, DEFAULT_DATASET, LABELLED, DataSpec
+from .sources import class_names, IMAGE_EXTENSIONS, IN_MEMORY_MAX_BYTES, ImageFolder, InMemoryImages, decode_all, load, native_shape
+from .spec import DATASETS, DEFAULT_DATASET, LABELLED, NATIVE_SHAPES, DataSpec
 from .transforms import pil_transform, resize_uint8, to_model_range, to_uint8
 
 __all__ = [
-    "Batches", "class_names", "DATASETS", "DEFAULT_DATASET", "LABELLED", "DataSpec", "IMAGE_EXTENSIONS", "IN_MEMORY_MAX_BYTES", "ImageFolder",
-    "InMemoryImages", "decode_all", "decode_cached", "epoch_order", "load", "pil_transform", "resize_uint8", "to_model_range",
+    "Batches", "class_names", "DATASETS", "DEFAULT_DATASET", "LABELLED", "NATIVE_SHAPES", "DataSpec", "IMAGE_EXTENSIONS", "IN_MEMORY_MAX_BYTES", "ImageFolder",
+    "InMemoryImages", "decode_all", "decode_cached", "epoch_order", "load", "native_shape", "pil_transform", "resize_uint8", "to_model_range",
     "to_uint8",
 ]

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..cache import cache_home
 from ..errors import UserError
-from .spec import CLASS_NAMES, DATASETS, LABELLED, DataSpec
+from .spec import CLASS_NAMES, DATASETS, DCGAN_SHAPE, LABELLED, NATIVE_SHAPES, DataSpec
 from .transforms import pil_transform, resize_uint8
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -155,6 +155,42 @@ def class_names(name: str, root: str | None) -> tuple[str, ...]:
     if root is None:
         raise UserError("--data folder needs --data-root PATH (a folder of images)")
     return ImageFolder(root, 1, 28, labelled=True).classes
+
+
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def native_shape(name: str, root: str | None) -> tuple[int, int] | None:
+    """(image_size, channels) a run on this data trains at unless told otherwise.
+
+    A named dataset has its own (``NATIVE_SHAPES``; None for ``fake``, any shape). An image folder takes
+    its first image's: grayscale or colour, and its side where the networks support it (28x28 digits
+    stay 28x28, 32x32 photos 32x32); larger or odd sizes are resized to 64x64. A folder that cannot
+    be read gets 64x64 RGB here and its one-line error when it is loaded.
+    """
+    if name != "folder":
+        return NATIVE_SHAPES.get(name)
+    first = _first_image(root) if root is not None else None
+    if first is None:
+        return DCGAN_SHAPE
+    from PIL import Image, UnidentifiedImageError
+
+    from ..models import SUPPORTED_IMAGE_SIZES
+
+    try:
+        with Image.open(first) as img:  # reads the header only
+            side, mode = min(img.size), img.mode
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return DCGAN_SHAPE
+    return (side if side in SUPPORTED_IMAGE_SIZES else DCGAN_SHAPE[0]), (1 if mode in GRAYSCALE_MODES else 3)
+
+
+def _first_image(root: str) -> Path | None:
+    """The first image file below ``root`` in ImageFolder's order (sorted paths, recursive)."""
+    path = Path(root)
+    if not path.is_dir():
+        return None
+    return min((p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()), default=None)
 
 
 class ImageFolder(Dataset):
