@@ -56,8 +56,16 @@ def _conv(c_in: int, c_out: int, *, kernel_size: int = 3, stride: int = 1) -> li
 class _Classifier(nn.Module):
     """A ``body`` of convolutions pooled to ``num_features`` and a linear ``head`` over the classes."""
 
-    body: nn.Sequential
-    head: nn.Linear
+    arch: str
+
+    def __init__(self, body: nn.Sequential, *, num_classes: int, width: int, num_features: int) -> None:
+        super().__init__()
+        self.num_classes, self.width, self.num_features = num_classes, width, num_features
+        self.body = body
+        self.head = nn.Linear(num_features, num_classes)
+
+    def config(self) -> dict:
+        return {"num_classes": self.num_classes, "width": self.width, "num_features": self.num_features}
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -76,10 +84,8 @@ class DigitClassifier(_Classifier):
     arch, channels, image_size = "digits", 1, 28
 
     def __init__(self, *, num_classes: int = 10, width: int = 16, num_features: int = 128) -> None:
-        super().__init__()
-        self.num_classes, self.width, self.num_features = num_classes, width, num_features
         w = width
-        self.body = nn.Sequential(
+        body = nn.Sequential(
             *_conv(1, w // 2),  # state size. (w/2) x 28 x 28
             *_conv(w // 2, w, stride=2),  # state size. w x 14 x 14
             *_conv(w, w),  # state size. w x 14 x 14
@@ -89,10 +95,7 @@ class DigitClassifier(_Classifier):
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),  # state size. num_features
         )
-        self.head = nn.Linear(num_features, num_classes)
-
-    def config(self) -> dict:
-        return {"num_classes": self.num_classes, "width": self.width, "num_features": self.num_features}
+        super().__init__(body, num_classes=num_classes, width=width, num_features=num_features)
 
 
 class ColourClassifier(_Classifier):
@@ -106,10 +109,8 @@ class ColourClassifier(_Classifier):
     arch, channels, image_size = "colour", 3, 32
 
     def __init__(self, *, num_classes: int = 10, width: int = 32, num_features: int = 256) -> None:
-        super().__init__()
-        self.num_classes, self.width, self.num_features = num_classes, width, num_features
         w = width
-        self.body = nn.Sequential(
+        body = nn.Sequential(
             *_conv(3, w),  # state size. w x 32 x 32
             *_conv(w, 2 * w), nn.MaxPool2d(2),  # state size. (2w) x 16 x 16
             *_conv(2 * w, 2 * w),  # state size. (2w) x 16 x 16
@@ -120,11 +121,10 @@ class ColourClassifier(_Classifier):
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),  # state size. num_features
         )
-        self.head = nn.Linear(num_features, num_classes)
+        super().__init__(body, num_classes=num_classes, width=width, num_features=num_features)
 
     def config(self) -> dict:
-        return {"num_classes": self.num_classes, "width": self.width, "num_features": self.num_features,
-                "arch": self.arch}
+        return {**super().config(), "arch": self.arch}  # digit files predate the field: no arch is digits
 
 
 ARCHITECTURES = {"digits": DigitClassifier, "colour": ColourClassifier}
