@@ -63,6 +63,12 @@ def test_eval_of_images_has_precision_and_recall_and_ignores_order(image_sets, c
     assert from_npz["precision"] > 0.6 and from_npz["recall"] > 0.6
     no_pr = run_json(capsys, ["eval", str(base / "digits.npz"), *common, "--k", "0"])
     assert no_pr["precision"] is None and no_pr["fid"] == from_npz["fid"]
+    assert from_npz["missing"] == {} and no_pr["missing"] == {"precision": "skipped (--k 0)",
+                                                               "recall": "skipped (--k 0)"}
+    capsys.readouterr()
+    assert main(["eval", str(base / "digits.npz"), *common[:-3], "--k", "0"]) == 0
+    table = capsys.readouterr().out
+    assert "precision  " in table and "missing: skipped (--k 0)" in table  # said, not left out
 
 
 def test_eval_of_one_repeated_digit_has_low_recall(image_sets, capsys, tmp_path, mnist5k):

@@ -117,18 +117,23 @@ def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch):
     assert modes == ["reduce-overhead", "reduce-overhead"]  # G and D
 
 
-@pytest.mark.parametrize("image_size, channels, width", [(28, 1, 16), (32, 1, 64), (64, 3, 64)])
-def test_discriminator_width_defaults_by_image_size(tmp_path, image_size, channels, width):
+@pytest.mark.parametrize("image_size, channels, widths", [(28, 1, (64, 16)), (32, 3, (32, 32)), (32, 1, (32, 32)),
+                                                          (64, 3, (32, 16)), (128, 3, (64, 64))])
+def test_widths_default_by_image_size(tmp_path, image_size, channels, widths):
     from dcgan.train import Trainer
 
-    assert TrainConfig().d_width is None  # filled in per run, so --image-size 64 alone gets the classic 64
-    cfg = TrainConfig(data="fake", image_size=image_size, channels=channels, g_width=8, batch_size=4, max_images=8,
+    assert TrainConfig().g_width is TrainConfig().d_width is None  # filled in per run, from its image size
+    cfg = TrainConfig(data="fake", image_size=image_size, channels=channels, batch_size=4, max_images=8,
                       steps=1, quiet=True, device="cpu", run_dir=str(tmp_path / "run"))
     trainer = Trainer(cfg)
-    assert trainer.D.width == trainer.cfg.d_width == width
+    assert (trainer.G.width, trainer.D.width) == (trainer.cfg.g_width, trainer.cfg.d_width) == widths
     trainer.run()
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["d_width"] == width
-    assert TrainConfig(image_size=image_size, d_width=8).resolved().d_width == 8  # a given width wins
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["g_width"], config["d_width"]) == widths
+    assert ckpt.load(tmp_path / "run")["config"]["g_width"] == widths[0]  # what a loader rebuilds G from
+    given = TrainConfig(image_size=image_size, g_width=8, d_width=8).resolved()
+    assert (given.g_width, given.d_width) == (8, 8)  # given widths win
+    assert TrainConfig(image_size=image_size, g_width=8).resolved().d_width == widths[1]  # and only what was given
 
 
 # --------------------------------------------------------------------------- recipe knobs: R1, schedules, budgets

@@ -13,7 +13,7 @@ import dataclasses
 import sys
 
 from . import argtypes as at
-from .config import TrainConfig
+from .config import TrainConfig, describe_default_width
 from .errors import UserError
 from .outputs import Terminated, terminate_cleanly
 
@@ -44,8 +44,8 @@ _TRAIN_OPTIONS = [
                      "differentiable augmentations, a comma-separated list of color, translation and cutout "
                      "(default: off)"),
     ("latent_dim", int, "size of the noise vector z"),
-    ("g_width", int, "generator base feature maps"),
-    ("d_width", int, "discriminator base feature maps (default: 16 at 28x28, 64 otherwise)"),
+    ("g_width", int, f"generator base feature maps ({describe_default_width(0)})"),
+    ("d_width", int, f"discriminator base feature maps ({describe_default_width(1)})"),
     ("init_from", str, "start a new run from the G, D and EMA weights of a run directory or checkpoint "
                        "(fresh optimizers, step 0, any data); --image-size, --channels, --latent-dim and "
                        "the widths default to its own and must match it (default: random weights)"),
@@ -294,7 +294,8 @@ def _add_quality(sub) -> None:
     p.add_argument("--num-images", type=at.at_most(at.MAX_IMAGES), default=unset,
                    help=f"generated images per evaluation (default: {d.num_images})")
     p.add_argument("--out", default=unset, help="output folder, new or empty (default: runs/quality-TIMESTAMP)")
-    p.add_argument("--width", type=at.at_most(at.MAX_WIDTH), default=unset, help="G and D base feature maps (default: 64)")
+    p.add_argument("--width", type=at.at_most(at.MAX_WIDTH), default=unset, help="G and D base feature maps of every recipe (default: each recipe's own: the "
+                   "trainer's by image size, 64 for the baselines)")
     p.add_argument("--max-images", type=at.at_most(2**31 - 1), default=unset, help="train on the first N images (default: all)")
     p.add_argument("--threads", type=at.at_most(2**31 - 1), default=unset,
                    help="intra-op threads per training process (default: torch's, the cores)")

@@ -14,16 +14,25 @@ ARCHITECTURE_FIELDS = ("data", "image_size", "channels", "latent_dim", "g_width"
                        "class_names")
 
 
-def default_d_width(image_size: int) -> int:
-    """The discriminator's base feature maps when --d-width is not given.
+def default_widths(image_size: int) -> tuple[int, int]:
+    """The generator's and the discriminator's base feature maps when --g-width/--d-width are not given.
 
-    64 (the classic ndf) everywhere but 28x28, where 16 learns as much per image as 64 (evaluator
-    FID 5.21 against 5.32 after 192k full-MNIST images) at about twice the images per second (1,456
-    and 1,766 against 769 and 777 img/s in one interleaved measurement), so a
-    fixed budget sees more of them: 15 minutes gave FID 3.27, 4.51 and 3.96 (seeds 0-2) against
-    4.30, 4.34 and 4.38 with 64 (README "Sample quality", #4).
+    Chosen per image size for equal wall-clock time (docs/quality.md, docs/colour.md): where the
+    image budget is the constraint, a narrower network that sees more images learns more. At 28x28
+    a D of 16 learns as much per image as 64 at about twice the images per second; at 32x32 widths
+    32 for both players beat 64 on CIFAR-10, and at 64x64 G 32 with D 16 beat 64/64 on faces, for
+    the same minutes. Other sizes keep the classic 64 (unmeasured).
     """
-    return 16 if image_size == 28 else 64
+    return _DEFAULT_WIDTHS.get(image_size, (64, 64))
+
+
+_DEFAULT_WIDTHS = {28: (64, 16), 32: (32, 32), 64: (32, 16)}
+
+
+def describe_default_width(player: int) -> str:
+    """The default of one player's width (0: G, 1: D) for --help: per size, then everywhere else."""
+    sizes = ", ".join(f"{widths[player]} at {size}x{size}" for size, widths in _DEFAULT_WIDTHS.items())
+    return f"default: {sizes}, 64 otherwise"
 
 
 @dataclass(frozen=True)  # a run's config is decided once (options.resolve) and never changed
@@ -42,8 +51,8 @@ class TrainConfig:
     mirror: bool = False  # random x-flips of the reals; only where a mirrored image is as real (not digits)
     # model
     latent_dim: int = 100
-    g_width: int = 64  # base feature maps; the classic 64x64 model uses 64
-    d_width: int | None = None  # None: see default_d_width
+    g_width: int | None = None  # base feature maps; None: see default_widths (the classic model uses 64)
+    d_width: int | None = None  # None: see default_widths
     conditional: bool = False  # class-conditional G(z, y) and D(x, y); needs labelled data
     class_names: tuple[str, ...] = ()  # a conditional run's classes, from its data (options.resolve)
     # fine-tuning: a new run starts from this checkpoint's G, D and EMA weights (fresh optimizers, step 0);
@@ -104,9 +113,9 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """This config with the size-dependent defaults filled in (what a run records and uses)."""
-        if self.d_width is not None:
-            return self
-        return dataclasses.replace(self, d_width=default_d_width(self.image_size))
+        g_width, d_width = default_widths(self.image_size)
+        return dataclasses.replace(self, g_width=g_width if self.g_width is None else self.g_width,
+                                   d_width=d_width if self.d_width is None else self.d_width)
 
     @property
     def num_classes(self) -> int:

@@ -141,10 +141,10 @@ def validate(cfg: TrainConfig) -> None:
         )
     if cfg.channels not in SUPPORTED_CHANNELS:
         raise UserError(f"unsupported channel count {cfg.channels}; use 1 (grayscale) or 3 (RGB)")
-    positive = ("batch_size", "latent_dim", "g_width", "log_every_steps",
+    positive = ("batch_size", "latent_dim", "g_width", "d_width", "log_every_steps",
                 "sample_every_steps", "checkpoint_every_steps", "num_samples")
-    for name in positive + (("d_width",) if cfg.d_width is not None else ()):
-        if getattr(cfg, name) < 1:
+    for name in positive:
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:  # None: the size's default width
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
     for name in ("lr_g", "lr_d"):
         value = getattr(cfg, name)

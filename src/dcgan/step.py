@@ -98,11 +98,13 @@ def train_step(
 
 def build_generator(cfg: TrainConfig) -> Generator:
     """The generator a config describes (training, and loading one from a checkpoint)."""
+    cfg = cfg.resolved()
     return Generator(latent_dim=cfg.latent_dim, channels=cfg.channels, image_size=cfg.image_size, width=cfg.g_width,
                      num_classes=cfg.num_classes)
 
 
 def build_models(cfg: TrainConfig) -> tuple[Generator, Discriminator]:
+    cfg = cfg.resolved()
     G = build_generator(cfg)
     D = Discriminator(channels=cfg.channels, image_size=cfg.image_size, width=cfg.d_width,
                       num_classes=cfg.num_classes)

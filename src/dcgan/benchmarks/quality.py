@@ -79,7 +79,7 @@ class QualityConfig:
     recipes: tuple[str, ...] | None = None  # None: DEFAULT_RECIPES for digits, COLOUR_RECIPES for colour
     num_images: int = 10_000  # generated images per evaluation
     out: str | None = None  # None: runs/quality-TIMESTAMP
-    width: int | None = None  # G and D base feature maps; None: every recipe's own (64)
+    width: int | None = None  # G and D base feature maps; None: every recipe's own
     max_images: int | None = None  # train on the first N images only (tests)
     threads: int | None = None  # intra-op threads per training process; None: torch's default
     jobs: int = 1  # trainings side by side (with threads=1 on a 2-core machine: 2); evaluations run after

@@ -23,7 +23,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Union
 
@@ -241,6 +241,8 @@ class EvalResult:
     # the share of images the extractor's classifier puts in the class asked for, and FID within each class
     conditional_accuracy: float | None = None
     class_fid: dict[str, float] | None = None
+    # metric -> why it could not be computed: a None above is never left to be taken for a figure
+    missing: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -309,6 +311,12 @@ def evaluate(
         labels = real_labels() if callable(real_labels) else real_labels
         result.conditional_accuracy, result.class_fid = conditional_scores(
             generator, class_labels(generator, 0, num_images), fake, logits, extractor, real, labels)
+        if result.conditional_accuracy is None:
+            result.missing["conditional accuracy"] = (
+                f"the {extractor.name} extractor's classes do not include the generator's "
+                f"({', '.join(getattr(generator, 'class_names', ()) or ()) or 'unnamed'})")
+        if result.class_fid is None:
+            result.missing["FID per class"] = "the real images' labels are not known"
         result.seconds = time.perf_counter() - start
     return result
 
@@ -355,6 +363,11 @@ def score(
     fid = frechet_distance(real, fake)
     kid_mean, kid_std = kernel_distance(real, fake, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
     is_mean = is_std = shares = min_class = min_share = None
+    missing = {}
+    if logits is None:
+        missing["IS"] = missing["class shares"] = f"the {extractor.name} extractor has no classifier"
+    elif not getattr(extractor, "labels", None):
+        missing["class shares"] = f"the {extractor.name} extractor's classes are not named"
     if logits is not None:
         is_mean, is_std = inception_score(logits.to(metrics_device), seed=seed)
         if getattr(extractor, "labels", None):
@@ -371,8 +384,11 @@ def score(
 
         pr = precision_recall(real, fake, k=precision_recall_k, seed=seed)
         precision, recall = pr.precision, pr.recall
+    else:
+        missing["precision"] = missing["recall"] = "skipped (--k 0)"
     return EvalResult(
         fid=fid, kid_mean=kid_mean, kid_std=kid_std, is_mean=is_mean, is_std=is_std, class_shares=shares,
         min_class=min_class, min_class_share=min_share, num_images=len(fake), num_real_images=len(real),
         extractor=extractor.name, seconds=time.perf_counter() - start, precision=precision, recall=recall,
+        missing=missing,
     )

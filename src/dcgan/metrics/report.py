@@ -173,6 +173,7 @@ def format_table(result: EvalResult, info: dict) -> str:
                                              "by the extractor's classifier)"))
     if result.class_fid:
         rows.append(("FID per class", "  ".join(f"{k}: {v:.2f}" for k, v in result.class_fid.items())))
+    rows += [(name, f"missing: {reason}") for name, reason in result.missing.items()]
     rows.append(("time", f"{result.seconds:.1f} s"))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
