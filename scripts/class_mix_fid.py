@@ -21,7 +21,7 @@ from dcgan.metrics.evaluator import digit_extractor
 
 def features(extractor, images: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([extractor.features_and_logits(images[i:i + 1000])[0] for i in range(0, len(images), 1000)])
+        return torch.cat([extractor.features_and_logits(images[i : i + 1000])[0] for i in range(0, len(images), 1000)])
 
 
 def main(results_path: str, recipe: str, seed: str, root: str = "../shared/data/mnist") -> None:
@@ -38,8 +38,10 @@ def main(results_path: str, recipe: str, seed: str, root: str = "../shared/data/
         pool = (labels == int(digit)).nonzero().flatten()
         drawn.append(pool[torch.randint(len(pool), (round(share * 10_000),), generator=g)])
     print(f"real test digits, MNIST's shares: FID {frechet_distance(real, features(extractor, test)):.3f}")
-    print(f"real test digits, {recipe} seed {seed}'s shares: "
-          f"FID {frechet_distance(real, features(extractor, test[torch.cat(drawn)])):.3f}")
+    print(
+        f"real test digits, {recipe} seed {seed}'s shares: "
+        f"FID {frechet_distance(real, features(extractor, test[torch.cat(drawn)])):.3f}"
+    )
 
 
 if __name__ == "__main__":

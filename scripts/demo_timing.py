@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from dcgan.models import Generator
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # demo_page: the helpers the browser test drives the page with
 
@@ -41,10 +43,9 @@ def summary(name: str, times_s: list[float]) -> str:
 
 def server_side(run: str, repeats: int) -> None:
     from dcgan.demo import Actions, DemoModel, latent_directions
-    from dcgan.sample import load_generator
 
     torch.set_num_threads(1)  # as dcgan demo runs on CPU
-    G = load_generator(run, torch.device("cpu"))
+    G = Generator.from_checkpoint(run, torch.device("cpu"))
     start = time.perf_counter()
     directions = latent_directions(G)
     print(f"generator: {G.image_size}x{G.image_size}, {G.channels} channel(s), width {G.width}")
@@ -68,9 +69,8 @@ def server_side(run: str, repeats: int) -> None:
 
 
 def round_trips(run: str, repeats: int) -> None:
-    from selenium.webdriver.common.keys import Keys
-
     import demo_page as page
+    from selenium.webdriver.common.keys import Keys
 
     proc = page.start_demo(run, page.free_port())
     port = proc.args[proc.args.index("--port") + 1]
@@ -96,11 +96,13 @@ def round_trips(run: str, repeats: int) -> None:
             return lambda: page.click(driver, "walk")
 
         cases = {
-            "grid of 16 seeds (re-roll)": (lambda i: lambda: page.click(driver, "reroll"),
-                                           "#grid img", "#grid img"),
+            "grid of 16 seeds (re-roll)": (lambda i: lambda: page.click(driver, "reroll"), "#grid img", "#grid img"),
             "typed seed": (seed_action, "#current-image img", "#current-image img"),
-            "slider move (one step)": (lambda i: lambda: page.slider_keys(driver, "direction-1", Keys.RIGHT),
-                                       "#current-image img", "#current-image img"),
+            "slider move (one step)": (
+                lambda i: lambda: page.slider_keys(driver, "direction-1", Keys.RIGHT),
+                "#current-image img",
+                "#current-image img",
+            ),
             "walk, 16 steps (17 frames + GIF)": (walk_action, "#walk-gif img", "#walk-frames img, #walk-gif img"),
         }
         for name, (make, marker, region) in cases.items():

@@ -16,8 +16,10 @@ from dcgan.metrics.evaluate import class_coverage, extract, frechet_distance, in
 
 def main(root: str) -> None:
     extractor = digit_extractor().eval()
-    sets = {split: load(DataSpec(name="mnist", root=root, split=split), progress=False).images
-            for split in ("train", "test")}
+    sets = {
+        split: load(DataSpec(name="mnist", root=root, split=split), progress=False).images
+        for split in ("train", "test")
+    }
     with torch.no_grad():
         (real, _), (fake, logits) = (
             extract(iter(sets[s].split(1000)), extractor, total=len(sets[s]), desc=s) for s in ("train", "test")
@@ -26,8 +28,10 @@ def main(root: str) -> None:
     is_mean, is_std = inception_score(logits)
     shares = class_coverage(logits, extractor.labels)
     smallest = min(shares, key=shares.get)
-    print(f"FID {frechet_distance(real, fake):.3f}  KID {kid:.4f} ± {kid_std:.4f}  IS {is_mean:.2f} ± {is_std:.2f}  "
-          f"smallest class {shares[smallest]:.1%} ({smallest})")
+    print(
+        f"FID {frechet_distance(real, fake):.3f}  KID {kid:.4f} ± {kid_std:.4f}  IS {is_mean:.2f} ± {is_std:.2f}  "
+        f"smallest class {shares[smallest]:.1%} ({smallest})"
+    )
 
 
 if __name__ == "__main__":

@@ -68,14 +68,14 @@ def main() -> None:
         print()
         print(f"| images against anime faces, first {half:,} | FID | KID | precision | recall | IS |")
         print("|---|---:|---:|---:|---:|---:|")
-        for name, images in {f"anime faces, the other {len(anime) - half:,}: the floor": anime[half:],
-                             "anime faces, Gaussian blur sigma 2 (64x64)":
-                                 TF.gaussian_blur(anime[half:], kernel_size=9, sigma=2.0),
-                             "CIFAR-10 test (10,000): another domain": test}.items():
+        for name, images in {
+            f"anime faces, the other {len(anime) - half:,}: the floor": anime[half:],
+            "anime faces, Gaussian blur sigma 2 (64x64)": TF.gaussian_blur(anime[half:], kernel_size=9, sigma=2.0),
+            "CIFAR-10 test (10,000): another domain": test,
+        }.items():
             fake, logits = features(extractor, images)
             r = score(a, fake, logits, extractor, precision_recall_k=3)
-            print(f"| {name} | {r.fid:.2f} | {r.kid_mean:.4f} | {r.precision:.3f} | {r.recall:.3f} | "
-                  f"{r.is_mean:.2f} |")
+            print(f"| {name} | {r.fid:.2f} | {r.kid_mean:.4f} | {r.precision:.3f} | {r.recall:.3f} | {r.is_mean:.2f} |")
 
 
 if __name__ == "__main__":

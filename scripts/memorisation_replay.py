@@ -26,12 +26,21 @@ def main(root: str) -> None:
     test = load(DataSpec(name="mnist", root=root, split="test"), progress=False).images
     train_features, _ = real_features(train, extractor, key=key, progress=False)
     g = torch.Generator().manual_seed(0)
-    candidates = {"replayed training images": train[torch.randperm(len(train), generator=g)[:1000]],
-                  "unseen test images": test[5000:6000]}
+    candidates = {
+        "replayed training images": train[torch.randperm(len(train), generator=g)[:1000]],
+        "unseen test images": test[5000:6000],
+    }
     for name, samples in candidates.items():
         reports, _ = memorisation(samples, train, test[:1000], extractor, train_features=train_features)
-        print(name + ": " + "; ".join(f"{s} ratio {r.ratio:.3f}, near copies {r.near_copy_share:.1%}, "
-                                      f"{'FLAGGED' if r.flagged else 'not flagged'}" for s, r in reports.items()))
+        print(
+            name
+            + ": "
+            + "; ".join(
+                f"{s} ratio {r.ratio:.3f}, near copies {r.near_copy_share:.1%}, "
+                f"{'FLAGGED' if r.flagged else 'not flagged'}"
+                for s, r in reports.items()
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """Write MNIST digits as PNG files, for the folder-dataset measurements in docs/conditional.md.
 
-    python scripts/mnist_to_folders.py ../shared/data/mnist runs/digits/by-class
-        one sub-folder per class, named 0 to 9 as the digit evaluator names its classes (so that
-        dcgan eval can score the conditional accuracy): the input of dcgan train --data folder --conditional
-    python scripts/mnist_to_folders.py ../shared/data/mnist runs/digits/flat-5k --flat --count 5000
-        one flat folder of a random 5,000, named in random order, so --max-images N takes a random N
-    python scripts/mnist_to_folders.py ../shared/data/mnist runs/digits/59 --classes 5,6,7,8,9
-        only some classes (a second dataset of the same shape, for fine-tuning)
+python scripts/mnist_to_folders.py ../shared/data/mnist runs/digits/by-class
+    one sub-folder per class, named 0 to 9 as the digit evaluator names its classes (so that
+    dcgan eval can score the conditional accuracy): the input of dcgan train --data folder --conditional
+python scripts/mnist_to_folders.py ../shared/data/mnist runs/digits/flat-5k --flat --count 5000
+    one flat folder of a random 5,000, named in random order, so --max-images N takes a random N
+python scripts/mnist_to_folders.py ../shared/data/mnist runs/digits/59 --classes 5,6,7,8,9
+    only some classes (a second dataset of the same shape, for fine-tuning)
 """
 
 from __future__ import annotations

@@ -40,8 +40,10 @@ def main(checkpoint: str, root: str = "../shared/data/mnist") -> None:
     }
     for name, generator in ways.items():
         r = evaluate(generator, real, extractor, progress=False)
-        print(f"{name}: FID {r.fid:.2f}, KID {r.kid_mean:.4f}, IS {r.is_mean:.2f}, "
-              f"smallest class {r.min_class}: {r.min_class_share:.1%}")
+        print(
+            f"{name}: FID {r.fid:.2f}, KID {r.kid_mean:.4f}, IS {r.is_mean:.2f}, "
+            f"smallest class {r.min_class}: {r.min_class_share:.1%}"
+        )
 
 
 if __name__ == "__main__":

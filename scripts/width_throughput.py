@@ -3,6 +3,7 @@
 Usage: python scripts/width_throughput.py [SIZE COMBOS]   e.g. 64 64:64:64,64:32:64 (G:D:batch)
 Synthetic RGB batches; the step is the trainer's own (build_training), in its default precision.
 """
+
 import sys
 import time
 
@@ -33,4 +34,6 @@ for g, d, b in (tuple(map(int, c.split(":"))) for c in combos.split(",")):
         n += 1
     rate = n * b / (time.perf_counter() - start)
     base = base or rate
-    print(f"size {size} G{g} D{d} batch {b}: {rate:.0f} img/s ({t.precision}), {rate / base:.2f}x the first", flush=True)
+    print(
+        f"size {size} G{g} D{d} batch {b}: {rate:.0f} img/s ({t.precision}), {rate / base:.2f}x the first", flush=True
+    )

@@ -17,10 +17,29 @@ MNIST_DIR = TEST_DATA / "mnist"
 
 # Options that make a CLI training run take seconds on two CPU cores.
 TINY_TRAIN = [
-    "--g-width", "8", "--d-width", "8", "--batch-size", "16", "--max-images", "64",
-    "--steps", "4", "--log-every-steps", "2", "--sample-every-steps", "2",
-    "--checkpoint-every-steps", "2", "--num-samples", "16", "--device", "cpu",
-    "--num-workers", "0", "--quiet",
+    "--g-width",
+    "8",
+    "--d-width",
+    "8",
+    "--batch-size",
+    "16",
+    "--max-images",
+    "64",
+    "--steps",
+    "4",
+    "--log-every-steps",
+    "2",
+    "--sample-every-steps",
+    "2",
+    "--checkpoint-every-steps",
+    "2",
+    "--num-samples",
+    "16",
+    "--device",
+    "cpu",
+    "--num-workers",
+    "0",
+    "--quiet",
 ]
 
 

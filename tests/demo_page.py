@@ -45,7 +45,9 @@ def start_demo(run: str | Path, port: int, *, timeout_s: float = 180) -> subproc
     """``dcgan demo RUN --port P`` in a subprocess, returned once the page answers."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "dcgan", "demo", str(run), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -78,13 +80,19 @@ def make_driver(*, width: int = 1400, height: int = 1500, download_dir: str | Pa
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}",
-                # every name but the loopback fails to resolve: the page must work with no network
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},{height}",
+        # every name but the loopback fails to resolve: the page must work with no network
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    ):
         options.add_argument(arg)
     if download_dir is not None:
-        options.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
-                                                  "download.prompt_for_download": False})
+        options.add_experimental_option(
+            "prefs", {"download.default_directory": str(download_dir), "download.prompt_for_download": False}
+        )
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     if download_dir is not None:
         driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(download_dir)})
@@ -118,7 +126,8 @@ def image_array(url: str) -> np.ndarray:
 def srcs(driver, selector: str) -> list[str]:
     # read in one script: the page re-renders while we look, and element handles go stale
     return driver.execute_script(
-        "return Array.from(document.querySelectorAll(arguments[0]), e => e.src || '')", selector)
+        "return Array.from(document.querySelectorAll(arguments[0]), e => e.src || '')", selector
+    )
 
 
 def current_src(driver) -> str:

@@ -12,15 +12,30 @@ import torch
 from dcgan import Discriminator, Generator
 from dcgan import checkpoint as ckpt
 from dcgan.augment import (
-    POLICIES, brightness, color, contrast, cutout, diff_augment, mirror, parse_policy, saturation, translation,
+    POLICIES,
+    brightness,
+    color,
+    contrast,
+    cutout,
+    diff_augment,
+    mirror,
+    parse_policy,
+    saturation,
+    translation,
 )
 from dcgan.data import to_model_range
 from dcgan.errors import UserError
 from dcgan.losses import r1_penalty
 from dcgan.step import Logits, train_step
 
-OPS = {"brightness": brightness, "saturation": saturation, "contrast": contrast, "color": color,
-       "translation": translation, "cutout": cutout}
+OPS = {
+    "brightness": brightness,
+    "saturation": saturation,
+    "contrast": contrast,
+    "color": color,
+    "translation": translation,
+    "cutout": cutout,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -39,8 +54,9 @@ def test_policy_parsing():
     assert parse_policy("") == ()
     assert parse_policy("color,translation,cutout") == POLICIES
     assert parse_policy(" cutout , color ") == ("cutout", "color")  # the order given is the order applied
-    with pytest.raises(UserError, match="unknown policy 'bogus'; use a comma-separated list of color, "
-                                        "translation, cutout"):
+    with pytest.raises(
+        UserError, match="unknown policy 'bogus'; use a comma-separated list of color, translation, cutout"
+    ):
         parse_policy("color,bogus")
     with pytest.raises(UserError, match="twice"):
         parse_policy("color,color")
@@ -107,12 +123,12 @@ def test_translation_moves_a_pixel_by_at_most_an_eighth_and_pads_with_zeros():
     y = translation(x)
     shifts = set()
     for i in range(n):
-        (dy, dx), = (torch.nonzero(y[i, 0] == 1.0) - torch.tensor([8, 8])).tolist()
+        ((dy, dx),) = (torch.nonzero(y[i, 0] == 1.0) - torch.tensor([8, 8])).tolist()
         assert abs(dy) <= reach and abs(dx) <= reach
         shifts.add((dy, dx))
         # the whole image moved by (dy, dx), and what came in from outside is zero
         want = torch.zeros(size, size)
-        want[max(dy, 0):size + min(dy, 0), max(dx, 0):size + min(dx, 0)] = 0.5
+        want[max(dy, 0) : size + min(dy, 0), max(dx, 0) : size + min(dx, 0)] = 0.5
         want[8 + dy, 8 + dx] = 1.0
         assert torch.equal(y[i, 0], want), (dy, dx)
     assert len(shifts) == (2 * reach + 1) ** 2  # every shift occurs
@@ -122,15 +138,19 @@ def test_translation_moves_every_channel_alike():
     x = images(n=32)
     y = translation(x)
     for i in range(len(x)):
-        hits = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
-                if torch.equal(y[i], torch.roll(x[i], (dy, dx), (1, 2)) * (_window(dy, dx, 16)))]
+        hits = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if torch.equal(y[i], torch.roll(x[i], (dy, dx), (1, 2)) * (_window(dy, dx, 16)))
+        ]
         assert len(hits) == 1
 
 
 def _window(dy: int, dx: int, size: int) -> torch.Tensor:
     """1 where a shift by (dy, dx) brings in image content, 0 where it brings in padding."""
     w = torch.zeros(size, size)
-    w[max(dy, 0):size + min(dy, 0), max(dx, 0):size + min(dx, 0)] = 1
+    w[max(dy, 0) : size + min(dy, 0), max(dx, 0) : size + min(dx, 0)] = 1
     return w
 
 
@@ -238,8 +258,24 @@ def test_a_run_with_augment_and_mirror_trains_and_records_them(tmp_path, tiny_tr
     from dcgan.cli import main
 
     run = tmp_path / "run"
-    assert main(["train", *tiny_train, "--augment", "color,translation,cutout", "--mirror", "--steps", "3",
-                 "--sample-every-steps", "1000", "--run-dir", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *tiny_train,
+                "--augment",
+                "color,translation,cutout",
+                "--mirror",
+                "--steps",
+                "3",
+                "--sample-every-steps",
+                "1000",
+                "--run-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
     recorded = json.loads((run / "config.json").read_text())
     assert recorded["augment"] == "color,translation,cutout" and recorded["mirror"] is True
     state = ckpt.load(run)

@@ -14,9 +14,9 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -38,12 +38,14 @@ class Case:
 def _mkdir(*parts: str):
     def setup(tmp: Path, monkeypatch) -> None:
         tmp.joinpath(*parts).mkdir(parents=True)
+
     return setup
 
 
 def _write(name: str, content: bytes):
     def setup(tmp: Path, monkeypatch) -> None:
         (tmp / name).write_bytes(content)
+
     return setup
 
 
@@ -69,6 +71,7 @@ def _bomb_folder(tmp: Path, monkeypatch) -> None:
 
 def _disk_full(match: Callable[[str], bool], code: int = errno.ENOSPC):
     """Writes to paths that ``match`` fail as on a full disk (or, with ``code``, a read-only one)."""
+
     def setup(tmp: Path, monkeypatch) -> None:
         real_open = open
 
@@ -78,12 +81,14 @@ def _disk_full(match: Callable[[str], bool], code: int = errno.ENOSPC):
             return real_open(file, mode, *args, **kwargs)
 
         monkeypatch.setattr("builtins.open", full_open)
+
     return setup
 
 
 def _raising(target: str, error: Exception, match: Callable[[str], bool] = lambda p: True):
     """``target`` (a dotted name) raises ``error`` when its first argument matches: what a library that
     writes through its own C code (torch.save, torch.jit.save) raises on a full disk."""
+
     def setup(tmp: Path, monkeypatch) -> None:
         module, name = target.rsplit(".", 1)
         import importlib
@@ -96,6 +101,7 @@ def _raising(target: str, error: Exception, match: Callable[[str], bool] = lambd
             return real(*args, **kwargs)
 
         monkeypatch.setattr(target, fake)
+
     return setup
 
 
@@ -133,6 +139,7 @@ def _npz(name: str, array_shape: tuple, **extra):
         import numpy as np
 
         np.savez(tmp / name, images=np.random.default_rng(0).integers(0, 255, array_shape, dtype=np.uint8), **extra)
+
     return setup
 
 
@@ -144,12 +151,14 @@ def _stats_npz(tmp: Path, monkeypatch) -> None:
 
 def _image_folder(*shapes: tuple[str, int, int]):
     """A folder of PNGs of these (mode, width, height)."""
+
     def setup(tmp: Path, monkeypatch) -> None:
         from PIL import Image
 
         (tmp / "imgs").mkdir()
         for i, (mode, w, h) in enumerate(shapes):
             Image.new(mode, (w, h)).save(tmp / "imgs" / f"{i}.png")
+
     return setup
 
 
@@ -166,6 +175,7 @@ def _file(name: str, content: bytes = b"x"):
         path = tmp / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
+
     return setup
 
 
@@ -196,8 +206,10 @@ def _lmdb_error(tmp: Path, monkeypatch) -> None:
     monkeypatch.setattr(torchvision.datasets, "LSUN", lsun)
 
 
-TINY = ("--g-width 8 --d-width 8 --batch-size 16 --max-images 64 --steps 4 --log-every-steps 2 "
-        "--sample-every-steps 2 --checkpoint-every-steps 2 --num-samples 16 --device cpu --num-workers 0 --quiet")
+TINY = (
+    "--g-width 8 --d-width 8 --batch-size 16 --max-images 64 --steps 4 --log-every-steps 2 "
+    "--sample-every-steps 2 --checkpoint-every-steps 2 --num-samples 16 --device cpu --num-workers 0 --quiet"
+)
 NEW = f"--run-dir {{tmp}}/new {TINY}"
 
 CASES = [
@@ -218,25 +230,41 @@ CASES = [
     Case("unknown-lr-schedule", f"train {NEW} --lr-schedule step", "--lr-schedule must be one of"),
     Case("unknown-augment-policy", f"train {NEW} --augment color,bogus", "unknown policy 'bogus'"),
     Case("minutes-not-positive", f"train {NEW} --minutes 0", "--minutes must be a positive number"),
-    Case("resume-budget-spent", "train --resume {tmp}/timed", "has used its 0.01-minute budget",
-         lambda tmp, mp: main(["train", *TINY.replace("--steps 4", "--minutes 0.01").split(),
-                               "--run-dir", str(tmp / "timed")])),
+    Case(
+        "resume-budget-spent",
+        "train --resume {tmp}/timed",
+        "has used its 0.01-minute budget",
+        lambda tmp, mp: main(
+            ["train", *TINY.replace("--steps 4", "--minutes 0.01").split(), "--run-dir", str(tmp / "timed")]
+        ),
+    ),
     # data
     Case("unknown-dataset", f"train {NEW} --data imagenet", "unknown dataset 'imagenet'"),
-    Case("data-root-typo-no-download", f"train {NEW} --data mnist --data-root {{tmp}}/typo",
-         "data root not found"),
-    Case("data-root-without-files", f"train {NEW} --data mnist --data-root {{tmp}}/empty",
-         "no usable copy under", _mkdir("empty")),
+    Case("data-root-typo-no-download", f"train {NEW} --data mnist --data-root {{tmp}}/typo", "data root not found"),
+    Case(
+        "data-root-without-files",
+        f"train {NEW} --data mnist --data-root {{tmp}}/empty",
+        "no usable copy under",
+        _mkdir("empty"),
+    ),
     Case("data-root-is-a-file", f"train {NEW} --data mnist --data-root {{file}}", "is a file"),
     Case("folder-without-data-root", f"train {NEW} --data folder", "--data folder needs --data-root"),
-    Case("empty-image-folder", f"train {NEW} --data folder --data-root {{tmp}}/empty", "no images in",
-         _mkdir("empty")),
-    Case("only-unreadable-images", f"train {NEW} --data folder --data-root {{tmp}}/broken",
-         "could be read", lambda tmp, mp: (_mkdir("broken")(tmp, mp), _write("broken/a.png", b"nope")(tmp, mp))),
-    Case("decompression-bomb-only", f"train {NEW} --data folder --data-root {{tmp}}/bombs",
-         "could be read", _bomb_folder),
-    Case("lsun-files-missing", f"train {NEW} --data lsun --data-root {{tmp}}", "lsun: cannot open the lmdb data",
-         _lmdb_error),
+    Case("empty-image-folder", f"train {NEW} --data folder --data-root {{tmp}}/empty", "no images in", _mkdir("empty")),
+    Case(
+        "only-unreadable-images",
+        f"train {NEW} --data folder --data-root {{tmp}}/broken",
+        "could be read",
+        lambda tmp, mp: (_mkdir("broken")(tmp, mp), _write("broken/a.png", b"nope")(tmp, mp)),
+    ),
+    Case(
+        "decompression-bomb-only", f"train {NEW} --data folder --data-root {{tmp}}/bombs", "could be read", _bomb_folder
+    ),
+    Case(
+        "lsun-files-missing",
+        f"train {NEW} --data lsun --data-root {{tmp}}",
+        "lsun: cannot open the lmdb data",
+        _lmdb_error,
+    ),
     Case("data-root-for-builtin-digits", f"train {NEW} --data-root {{tmp}}", "does not apply to the built-in"),
     Case("batch-larger-than-dataset", f"train {NEW} --max-images 8", "larger than the dataset"),
     # run directories and resuming
@@ -246,36 +274,66 @@ CASES = [
     Case("resume-missing", "train --resume {tmp}/nothing", "checkpoint not found"),
     Case("resume-folder-without-checkpoint", "train --resume {tmp}", "no checkpoint in"),
     Case("resume-corrupt", "train --resume {tmp}/bad.pt", "not a readable checkpoint", _write("bad.pt", b"junk")),
-    Case("resume-truncated", "train --resume {tmp}/cut.pt", "not a readable checkpoint",
-         lambda tmp, mp: (tmp / "cut.pt").write_bytes((tmp / "run/checkpoints/latest.pt").read_bytes()[:2000])),
+    Case(
+        "resume-truncated",
+        "train --resume {tmp}/cut.pt",
+        "not a readable checkpoint",
+        lambda tmp, mp: (tmp / "cut.pt").write_bytes((tmp / "run/checkpoints/latest.pt").read_bytes()[:2000]),
+    ),
     Case("resume-foreign-file", "train --resume {tmp}/foreign.pt", "is not a dcgan checkpoint", _foreign_checkpoint),
     Case("resume-incompatible-option", "train --resume {run} --image-size 32", "was trained with image_size=28"),
-    Case("resume-weights-do-not-fit", "train --resume {tmp}/edited.pt --run-dir {tmp}/new",
-         "checkpoint does not fit this configuration", _edited_checkpoint),
+    Case(
+        "resume-weights-do-not-fit",
+        "train --resume {tmp}/edited.pt --run-dir {tmp}/new",
+        "checkpoint does not fit this configuration",
+        _edited_checkpoint,
+    ),
     Case("resume-nothing-left", "train --resume {run} --steps 4", "is already at step 4"),
-    Case("resume-older-checkpoint-in-place", "train --resume {run}/checkpoints/step_0000002.pt --steps 6",
-         "resuming in place would overwrite the newer state"),
-    Case("resume-into-another-run", "train --resume {run} --steps 6 --run-dir {tmp}/other",
-         "already exists; resume it with --resume", lambda tmp, mp: (_mkdir("other")(tmp, mp),
-                                                                     _write("other/x", b"x")(tmp, mp))),
+    Case(
+        "resume-older-checkpoint-in-place",
+        "train --resume {run}/checkpoints/step_0000002.pt --steps 6",
+        "resuming in place would overwrite the newer state",
+    ),
+    Case(
+        "resume-into-another-run",
+        "train --resume {run} --steps 6 --run-dir {tmp}/other",
+        "already exists; resume it with --resume",
+        lambda tmp, mp: (_mkdir("other")(tmp, mp), _write("other/x", b"x")(tmp, mp)),
+    ),
     # fine-tuning: a new run from another run's weights
     Case("init-from-missing", f"train {NEW} --init-from {{tmp}}/nothing", "--init-from: checkpoint not found"),
     Case("init-from-not-a-checkpoint", f"train {NEW} --init-from {{file}}", "is not a readable checkpoint"),
-    Case("init-from-foreign-file", f"train {NEW} --init-from {{tmp}}/foreign.pt", "is not a dcgan checkpoint",
-         _foreign_checkpoint),
-    Case("init-from-incompatible", f"train {NEW} --init-from {{run}} --image-size 32",
-         "was trained with image_size=28, but --image-size 32 was given"),
+    Case(
+        "init-from-foreign-file",
+        f"train {NEW} --init-from {{tmp}}/foreign.pt",
+        "is not a dcgan checkpoint",
+        _foreign_checkpoint,
+    ),
+    Case(
+        "init-from-incompatible",
+        f"train {NEW} --init-from {{run}} --image-size 32",
+        "was trained with image_size=28, but --image-size 32 was given",
+    ),
     Case("init-from-with-resume", "train --resume {run} --init-from {run}", "give one of them"),
     Case("conditional-unlabelled-data", f"train {NEW} --conditional --data fake", "fake has no class labels"),
-    Case("class-on-an-unconditional-run", "sample {run} --class 3 -o {tmp}/x.png",
-         "--class applies to class-conditional runs"),
+    Case(
+        "class-on-an-unconditional-run",
+        "sample {run} --class 3 -o {tmp}/x.png",
+        "--class applies to class-conditional runs",
+    ),
     # disk errors during a run: the checkpoints written so far stay intact
-    Case("disk-full-metrics", f"train {NEW}", "could not write a metrics row",
-         _disk_full(lambda p: p.endswith("metrics.jsonl"))),
-    Case("disk-full-sample-grid", f"train {NEW}", "could not write a sample grid",
-         _disk_full(lambda p: "/samples/" in p)),
-    Case("disk-full-loss-plot", f"train {NEW}", "could not write the loss plot",
-         _disk_full(lambda p: "losses.png" in p)),
+    Case(
+        "disk-full-metrics",
+        f"train {NEW}",
+        "could not write a metrics row",
+        _disk_full(lambda p: p.endswith("metrics.jsonl")),
+    ),
+    Case(
+        "disk-full-sample-grid", f"train {NEW}", "could not write a sample grid", _disk_full(lambda p: "/samples/" in p)
+    ),
+    Case(
+        "disk-full-loss-plot", f"train {NEW}", "could not write the loss plot", _disk_full(lambda p: "losses.png" in p)
+    ),
     # sample
     Case("sample-missing-checkpoint", "sample {tmp}/nothing -o {tmp}/x.png", "checkpoint not found"),
     Case("sample-zero-images", "sample {run} -n 0 -o {tmp}/x.png", "--num-images must be at least 1"),
@@ -286,89 +344,186 @@ CASES = [
     Case("sample-folder-not-empty", "sample {run} -o {run}", "already exists and is not empty"),
     # eval, quality, bench, evaluator
     Case("eval-one-image", "eval {run} -n 1", "--num-images must be at least 2"),
-    Case("eval-weights-for-the-other-extractor", "eval {run} --extractor digits --inception-weights x.pth",
-         "--inception-weights goes with --extractor inception"),
+    Case(
+        "eval-weights-for-the-other-extractor",
+        "eval {run} --extractor digits --inception-weights x.pth",
+        "--inception-weights goes with --extractor inception",
+    ),
     Case("quality-out-is-a-file", "quality --quick --out {file}", "is a file; give a folder path"),
+    Case("quality-out-into-checkpoints", "quality --quick --out {run}/checkpoints/q", "into the checkpoints folder"),
     Case("bench-json-is-a-folder", "bench --quick --json {tmp}", "is an existing folder"),
     Case("evaluator-unlabelled-data", "evaluator train --data celeba --out {tmp}/e.pt", "invalid choice"),
     # work destroyed: no command overwrites a checkpoint, or a file of a run it does not own
-    Case("export-over-the-checkpoint", "export {run} -o {run}/checkpoints/latest.pt",
-         "refusing to overwrite the checkpoint"),
+    Case(
+        "export-over-the-checkpoint",
+        "export {run} -o {run}/checkpoints/latest.pt",
+        "refusing to overwrite the checkpoint",
+    ),
     Case("export-into-checkpoints", "export {run} -o {run}/checkpoints/G.pt", "into the checkpoints folder"),
-    Case("export-over-a-checkpoint-elsewhere", "export {run} -o {tmp}/c.pt", "refusing to overwrite the checkpoint",
-         _checkpoint_copy),
+    Case(
+        "export-over-a-checkpoint-elsewhere",
+        "export {run} -o {tmp}/c.pt",
+        "refusing to overwrite the checkpoint",
+        _checkpoint_copy,
+    ),
     Case("export-over-run-config", "export {run} --format safetensors -o {run}/config.json", "belongs to the run"),
-    Case("evaluator-out-over-the-checkpoint", "evaluator train --out {run}/checkpoints/latest.pt",
-         "refusing to overwrite the checkpoint"),
-    Case("evaluator-out-over-a-checkpoint", "evaluator train --out {tmp}/c.pt", "refusing to overwrite the checkpoint",
-         _checkpoint_copy),
+    Case(
+        "evaluator-out-over-the-checkpoint",
+        "evaluator train --out {run}/checkpoints/latest.pt",
+        "refusing to overwrite the checkpoint",
+    ),
+    Case(
+        "evaluator-out-over-a-checkpoint",
+        "evaluator train --out {tmp}/c.pt",
+        "refusing to overwrite the checkpoint",
+        _checkpoint_copy,
+    ),
     Case("nearest-over-the-loss-plot", "nearest {run} -o {run}/losses.png", "belongs to the run"),
     Case("nearest-into-checkpoints", "nearest {run} -o {run}/checkpoints/n.png", "into the checkpoints folder"),
     Case("sample-over-a-run-grid", "sample {run} -o {run}/samples/final.png", "belongs to the run"),
     Case("sample-npz-into-checkpoints", "sample {run} -o {run}/checkpoints/x.npz", "into the checkpoints folder"),
     Case("sample-seeds-over-the-loss-plot", "sample {run} --seeds 1-3 -o {run}/losses.png", "belongs to the run"),
     Case("sample-folder-into-checkpoints", "sample {run} -o {run}/checkpoints/imgs", "into the checkpoints folder"),
-    Case("interpolate-over-a-run-grid", "interpolate {run} --seeds 1,2 -o {run}/samples/step_0000002.png",
-         "belongs to the run"),
-    Case("interpolate-into-checkpoints", "interpolate {run} --seeds 1,2 -o {run}/checkpoints/w.gif",
-         "into the checkpoints folder"),
+    Case(
+        "interpolate-over-a-run-grid",
+        "interpolate {run} --seeds 1,2 -o {run}/samples/step_0000002.png",
+        "belongs to the run",
+    ),
+    Case(
+        "interpolate-into-checkpoints",
+        "interpolate {run} --seeds 1,2 -o {run}/checkpoints/w.gif",
+        "into the checkpoints folder",
+    ),
     Case("arithmetic-over-the-loss-plot", "arithmetic {run} 1+2-3 -o {run}/losses.png", "belongs to the run"),
     Case("animate-over-a-run-file", "animate {run} -o {run}/old.gif", "belongs to the run", _file("run/old.gif")),
     Case("animate-into-checkpoints", "animate {run} -o {run}/checkpoints/p.gif", "into the checkpoints folder"),
-    Case("stats-into-checkpoints", "stats {tmp}/d.npz -o {run}/checkpoints/s.npz", "into the checkpoints folder",
-         _npz("d.npz", (8, 28, 28))),
-    Case("stats-over-a-checkpoint", "stats {tmp}/d.npz -o {tmp}/c.npz", "refusing to overwrite the checkpoint",
-         lambda tmp, mp: (_npz("d.npz", (8, 28, 28))(tmp, mp), shutil.copyfile(tmp / "run/checkpoints/latest.pt",
-                                                                                tmp / "c.npz"))),
-    Case("bench-json-over-the-checkpoint", "bench --quick --json {run}/checkpoints/latest.pt",
-         "refusing to overwrite the checkpoint"),
+    Case(
+        "stats-into-checkpoints",
+        "stats {tmp}/d.npz -o {run}/checkpoints/s.npz",
+        "into the checkpoints folder",
+        _npz("d.npz", (8, 28, 28)),
+    ),
+    Case(
+        "stats-over-a-checkpoint",
+        "stats {tmp}/d.npz -o {tmp}/c.npz",
+        "refusing to overwrite the checkpoint",
+        lambda tmp, mp: (
+            _npz("d.npz", (8, 28, 28))(tmp, mp),
+            shutil.copyfile(tmp / "run/checkpoints/latest.pt", tmp / "c.npz"),
+        ),
+    ),
+    Case(
+        "bench-json-over-the-checkpoint",
+        "bench --quick --json {run}/checkpoints/latest.pt",
+        "refusing to overwrite the checkpoint",
+    ),
     # one writer per run
     Case("resume-a-live-run", "train --resume {run} --steps 6", "is in use by another dcgan train", _live_run),
-    Case("resume-outside-a-run", "train --resume {tmp}/models/model.pt --steps 6",
-         "is not inside a run's checkpoints/ folder", _checkpoint_outside_a_run),
-    Case("resume-older-beside-unreadable-latest", "train --resume {run}/checkpoints/step_0000002.pt --steps 6",
-         "resuming step_0000002.pt in place could overwrite it", _future_latest),
-    Case("resume-checkpoint-without-config", "train --resume {tmp}/noconf.pt --run-dir {tmp}/new",
-         "without its config", _no_config_checkpoint),
+    Case(
+        "resume-outside-a-run",
+        "train --resume {tmp}/models/model.pt --steps 6",
+        "is not inside a run's checkpoints/ folder",
+        _checkpoint_outside_a_run,
+    ),
+    Case(
+        "resume-older-beside-unreadable-latest",
+        "train --resume {run}/checkpoints/step_0000002.pt --steps 6",
+        "resuming step_0000002.pt in place could overwrite it",
+        _future_latest,
+    ),
+    Case(
+        "resume-checkpoint-without-config",
+        "train --resume {tmp}/noconf.pt --run-dir {tmp}/new",
+        "without its config",
+        _no_config_checkpoint,
+    ),
     # silently wrong results
-    Case("export-onnx-named-safetensors", "export {run} --format onnx -o {tmp}/G.safetensors",
-         "has a .safetensors name, which is safetensors, but --format onnx"),
-    Case("export-torchscript-named-onnx", "export {run} --format torchscript -o {tmp}/G.onnx",
-         "has a .onnx name, which is onnx"),
-    Case("export-safetensors-named-pt", "export {run} --format safetensors -o {tmp}/G.pt",
-         "has a .pt name, which is torchscript"),
-    Case("eval-image-set-of-1x1-images", "eval {tmp}/tiny.npz --data mnist-5k", "holds 1x1 images",
-         _npz("tiny.npz", (8, 1, 1))),
-    Case("eval-image-set-not-square", "eval {tmp}/wide.npz --data mnist-5k", "holds 32x28 images",
-         _npz("wide.npz", (8, 28, 32))),
-    Case("eval-image-folder-mixed-sizes", "eval {tmp}/imgs --data mnist-5k", "mixes image shapes",
-         _image_folder(("L", 28, 28), ("L", 32, 32))),
-    Case("eval-image-folder-mixed-channels", "eval {tmp}/imgs --data mnist-5k", "mixes image shapes",
-         _image_folder(("L", 28, 28), ("RGB", 28, 28))),
-    Case("eval-ref-not-finite", "eval {run} --ref {tmp}/nan.npz -n 4", "holds NaN or infinite statistics",
-         _stats_npz),
+    Case(
+        "export-onnx-named-safetensors",
+        "export {run} --format onnx -o {tmp}/G.safetensors",
+        "has a .safetensors name, which is safetensors, but --format onnx",
+    ),
+    Case(
+        "export-torchscript-named-onnx",
+        "export {run} --format torchscript -o {tmp}/G.onnx",
+        "has a .onnx name, which is onnx",
+    ),
+    Case(
+        "export-safetensors-named-pt",
+        "export {run} --format safetensors -o {tmp}/G.pt",
+        "has a .pt name, which is torchscript",
+    ),
+    Case(
+        "eval-image-set-of-1x1-images",
+        "eval {tmp}/tiny.npz --data mnist-5k",
+        "holds 1x1 images",
+        _npz("tiny.npz", (8, 1, 1)),
+    ),
+    Case(
+        "eval-image-set-not-square",
+        "eval {tmp}/wide.npz --data mnist-5k",
+        "holds 32x28 images",
+        _npz("wide.npz", (8, 28, 32)),
+    ),
+    Case(
+        "eval-image-folder-mixed-sizes",
+        "eval {tmp}/imgs --data mnist-5k",
+        "mixes image shapes",
+        _image_folder(("L", 28, 28), ("L", 32, 32)),
+    ),
+    Case(
+        "eval-image-folder-mixed-channels",
+        "eval {tmp}/imgs --data mnist-5k",
+        "mixes image shapes",
+        _image_folder(("L", 28, 28), ("RGB", 28, 28)),
+    ),
+    Case("eval-ref-not-finite", "eval {run} --ref {tmp}/nan.npz -n 4", "holds NaN or infinite statistics", _stats_npz),
     Case("eval-k-above-the-images", "eval {run} -n 4 --k 10", "--k 10 needs more than 10 generated images"),
     Case("eval-k-equal-to-the-images", "eval {run} -n 4 --k 4", "--k 4 needs more than 4 generated images"),
     Case("eval-k-negative", "eval {run} --k -1", "--k must be 0 (no precision and recall) or more"),
     Case("eval-k-huge", "eval {run} --k 100000", "argument --k: must be at most 1,000"),
-    Case("interpolate-distance-nan", "interpolate {run} --seeds 1 --direction 2 --distance nan -o {tmp}/w.png",
-         "argument --distance: must be a finite number"),
-    Case("interpolate-distance-inf", "interpolate {run} --seeds 1 --direction 2 --distance inf -o {tmp}/w.png",
-         "argument --distance: must be a finite number"),
+    Case(
+        "interpolate-distance-nan",
+        "interpolate {run} --seeds 1 --direction 2 --distance nan -o {tmp}/w.png",
+        "argument --distance: must be a finite number",
+    ),
+    Case(
+        "interpolate-distance-inf",
+        "interpolate {run} --seeds 1 --direction 2 --distance inf -o {tmp}/w.png",
+        "argument --distance: must be a finite number",
+    ),
     # memory runaways: refused before any work
-    Case("sample-a-billion-images", "sample {run} -n 1000000000 -o {tmp}/x.png",
-         "argument -n/--num-images: must be at most 1,000,000"),
+    Case(
+        "sample-a-billion-images",
+        "sample {run} -n 1000000000 -o {tmp}/x.png",
+        "argument -n/--num-images: must be at most 1,000,000",
+    ),
     Case("sample-a-billion-seeds", "sample {run} --seeds 0-999999999 -o {tmp}/x.png", "names more than 100,000 seeds"),
-    Case("sample-grid-beyond-memory", "sample {run} -n 5000 -o {tmp}/x.png", "more than the 1 MiB free",
-         _little_memory),
-    Case("sample-seeds-beyond-memory", "sample {run} --seeds 0-4999 -o {tmp}/x.npz", "more than the 1 MiB free",
-         _little_memory),
-    Case("interpolate-beyond-memory", "interpolate {run} --seeds 1,2 --frames 9000 -o {tmp}/w.png",
-         "more than the 1 MiB free", _little_memory),
-    Case("interpolate-huge-frames", "interpolate {run} --seeds 1,2 --frames 100000000 -o {tmp}/w.png",
-         "argument --frames: must be at most 10,000"),
-    Case("animate-huge-max-frames", "animate {run} --max-frames 1000000000 -o {tmp}/p.gif",
-         "argument --max-frames: must be at most 10,000"),
+    Case(
+        "sample-grid-beyond-memory", "sample {run} -n 5000 -o {tmp}/x.png", "more than the 1 MiB free", _little_memory
+    ),
+    Case(
+        "sample-seeds-beyond-memory",
+        "sample {run} --seeds 0-4999 -o {tmp}/x.npz",
+        "more than the 1 MiB free",
+        _little_memory,
+    ),
+    Case(
+        "interpolate-beyond-memory",
+        "interpolate {run} --seeds 1,2 --frames 9000 -o {tmp}/w.png",
+        "more than the 1 MiB free",
+        _little_memory,
+    ),
+    Case(
+        "interpolate-huge-frames",
+        "interpolate {run} --seeds 1,2 --frames 100000000 -o {tmp}/w.png",
+        "argument --frames: must be at most 10,000",
+    ),
+    Case(
+        "animate-huge-max-frames",
+        "animate {run} --max-frames 1000000000 -o {tmp}/p.gif",
+        "argument --max-frames: must be at most 10,000",
+    ),
     Case("train-huge-latent-dim", f"train {NEW} --latent-dim 1000000000", "argument --latent-dim: must be at most"),
     Case("train-huge-g-width", f"train {NEW} --g-width 1000000000", "argument --g-width: must be at most"),
     Case("train-huge-d-width", f"train {NEW} --d-width 99999999", "argument --d-width: must be at most"),
@@ -376,28 +531,54 @@ CASES = [
     Case("train-huge-num-samples", f"train {NEW} --num-samples 100000000", "argument --num-samples: must be at most"),
     Case("nearest-huge-k", "nearest {run} -k 100000", "argument -k: must be at most 100"),
     Case("nearest-huge-num-images", "nearest {run} -n 100000000", "argument -n/--num-images: must be at most"),
-    Case("stats-huge-image-size", "stats mnist-5k -o {tmp}/s.npz --image-size 100000",
-         "argument --image-size: must be at most 1,024"),
+    Case(
+        "stats-huge-image-size",
+        "stats mnist-5k -o {tmp}/s.npz --image-size 100000",
+        "argument --image-size: must be at most 1,024",
+    ),
     # seeds are in [0, 2**64)
-    Case("sample-seed-beyond-64-bits", "sample {run} --seed 18446744073709551616 -o {tmp}/x.png",
-         "argument --seed: must be at most 18,446,744,073,709,551,615"),
+    Case(
+        "sample-seed-beyond-64-bits",
+        "sample {run} --seed 18446744073709551616 -o {tmp}/x.png",
+        "argument --seed: must be at most 18,446,744,073,709,551,615",
+    ),
     Case("sample-seed-negative", "sample {run} --seed -1 -o {tmp}/x.png", "argument --seed: must be at least 0"),
-    Case("sample-seeds-beyond-64-bits", "sample {run} --seeds 18446744073709551616 -o {tmp}/x.png",
-         "seeds are below 2**64"),
+    Case(
+        "sample-seeds-beyond-64-bits",
+        "sample {run} --seeds 18446744073709551616 -o {tmp}/x.png",
+        "seeds are below 2**64",
+    ),
     Case("train-seed-beyond-64-bits", f"train {NEW} --seed 18446744073709551616", "argument --seed: must be at most"),
     Case("eval-seed-beyond-64-bits", "eval {run} --seed 99999999999999999999", "argument --seed: must be at most"),
-    Case("interpolate-direction-beyond-64-bits", "interpolate {run} --seeds 1 --direction 18446744073709551616 "
-         "-o {tmp}/w.png", "argument --direction: must be at most"),
-    Case("interpolate-seeds-beyond-64-bits", "interpolate {run} --seeds 1,18446744073709551616 -o {tmp}/w.png",
-         "seeds are below 2**64"),
-    Case("arithmetic-seed-beyond-64-bits", "arithmetic {run} 18446744073709551616+1 -o {tmp}/a.png",
-         "seeds are below 2**64"),
+    Case(
+        "interpolate-direction-beyond-64-bits",
+        "interpolate {run} --seeds 1 --direction 18446744073709551616 -o {tmp}/w.png",
+        "argument --direction: must be at most",
+    ),
+    Case(
+        "interpolate-seeds-beyond-64-bits",
+        "interpolate {run} --seeds 1,18446744073709551616 -o {tmp}/w.png",
+        "seeds are below 2**64",
+    ),
+    Case(
+        "arithmetic-seed-beyond-64-bits",
+        "arithmetic {run} 18446744073709551616+1 -o {tmp}/a.png",
+        "seeds are below 2**64",
+    ),
     Case("quality-seeds-negative", "quality --quick --seeds -1", "argument --seeds: expected comma-separated"),
     Case("bench-sizes-not-numbers", "bench --quick --sizes 28,big", "argument --sizes: expected comma-separated"),
     # numbers that are not finite, or out of range
-    Case("interpolate-fps-nan", "interpolate {run} --seeds 1,2 --fps nan -o {tmp}/w.gif",
-         "argument --fps: must be a finite number"),
-    Case("interpolate-fps-zero", "interpolate {run} --seeds 1,2 --fps 0 -o {tmp}/w.gif", "argument --fps: must be above 0"),
+    Case(
+        "interpolate-fps-nan",
+        "interpolate {run} --seeds 1,2 --fps nan -o {tmp}/w.gif",
+        "argument --fps: must be a finite number",
+    ),
+    Case(
+        "interpolate-fps-zero",
+        "interpolate {run} --seeds 1,2 --fps 0 -o {tmp}/w.gif",
+        "argument --fps: must be at least 0.01",
+    ),
+    Case("animate-fps-tiny", "animate {run} --fps 1e-320 -o {tmp}/p.gif", "argument --fps: must be at least 0.01"),
     Case("animate-fps-nan", "animate {run} --fps nan -o {tmp}/p.gif", "argument --fps: must be a finite number"),
     Case("animate-fps-huge", "animate {run} --fps 1e9 -o {tmp}/p.gif", "argument --fps: must be at most 1000"),
     Case("train-minutes-nan", f"train {NEW} --minutes nan", "argument --minutes: must be a finite number"),
@@ -406,54 +587,139 @@ CASES = [
     Case("train-r1-gamma-nan", f"train {NEW} --r1-gamma nan", "argument --r1-gamma: must be a finite number"),
     Case("quality-budget-nan", "quality --quick --budget-min nan", "argument --budget-min: must be a finite number"),
     Case("eval-batch-size-zero", "eval {run} --batch-size 0", "argument --batch-size: must be at least 1"),
-    Case("evaluator-epochs-zero", "evaluator train --epochs 0 --out {tmp}/e.pt", "argument --epochs: must be at least 1"),
+    Case(
+        "evaluator-epochs-zero", "evaluator train --epochs 0 --out {tmp}/e.pt", "argument --epochs: must be at least 1"
+    ),
     Case("demo-port-out-of-range", "demo {run} --port 70000", "--port must be between 1 and 65535"),
-    Case("arithmetic-scale-huge", "arithmetic {run} 1+2 --scale 100000 -o {tmp}/a.png",
-         "argument --scale: must be at most 64"),
+    Case(
+        "arithmetic-scale-huge",
+        "arithmetic {run} 1+2 --scale 100000 -o {tmp}/a.png",
+        "argument --scale: must be at most 64",
+    ),
     # disk failures: one line, whatever the library raises, and nothing half-written
-    Case("disk-full-checkpoint", f"train {NEW}", "could not write a checkpoint to",
-         _raising("torch.save", TORCH_DISK_FULL, lambda p: "/new/checkpoints/" in p)),
-    Case("disk-full-progress-gif", f"train {NEW}", "could not write the animation",
-         _disk_full(lambda p: "progress.gif" in p)),
-    Case("disk-full-export", "export {run} -o {tmp}/G.pt", "could not write the export",
-         _disk_full(lambda p: "G.pt" in p)),
-    Case("disk-full-interpolate", "interpolate {run} --seeds 1,2 -o {tmp}/walk.png", "could not write the walk",
-         _disk_full(lambda p: "walk.png" in p)),
-    Case("disk-full-interpolate-gif", "interpolate {run} --seeds 1,2 -o {tmp}/walk.gif", "could not write the animation",
-         _disk_full(lambda p: "walk.gif" in p)),
-    Case("disk-full-arithmetic", "arithmetic {run} 1+2 -o {tmp}/a.png", "could not write the grid",
-         _disk_full(lambda p: "a.png" in p)),
-    Case("disk-full-sample-grid-file", "sample {run} -o {tmp}/x.png", "could not write images",
-         _disk_full(lambda p: "x.png" in p)),
-    Case("disk-full-sample-npz", "sample {run} -o {tmp}/x.npz", "could not write images",
-         _disk_full(lambda p: "x.npz" in p)),
-    Case("disk-full-sample-folder", "sample {run} -n 4 -o {tmp}/imgs", "could not write images",
-         _disk_full(lambda p: "imgs" in p)),
-    Case("disk-full-sample-seeds", "sample {run} --seeds 1-4 -o {tmp}/s.png", "could not write images",
-         _disk_full(lambda p: "s.png" in p)),
-    Case("disk-full-sample-seeds-folder", "sample {run} --seeds 1-4 -o {tmp}/seeds", "could not write images",
-         _disk_full(lambda p: "seeds" in p)),
-    Case("disk-full-stats", "stats {tmp}/d.npz -o {tmp}/s.npz", "could not write the statistics",
-         lambda tmp, mp: (_npz("d.npz", (8, 28, 28))(tmp, mp), _disk_full(lambda p: "s.npz" in p)(tmp, mp),
-                          _no_progress_bars(mp))),
-    Case("disk-full-animate", "animate {run} -o {tmp}/p.gif", "could not write the animation",
-         _disk_full(lambda p: "p.gif" in p)),
-    Case("read-only-run-animate", "animate {run}", "could not write the animation",
-         _disk_full(lambda p: "progress.gif" in p, errno.EROFS)),
-    Case("read-only-checkpoints", f"train {NEW}", "could not write a checkpoint",
-         _raising("torch.save", OSError(errno.EROFS, os.strerror(errno.EROFS)), lambda p: "/checkpoints/" in p)),
+    Case(
+        "disk-full-checkpoint",
+        f"train {NEW}",
+        "could not write a checkpoint to",
+        _raising("torch.save", TORCH_DISK_FULL, lambda p: "/new/checkpoints/" in p),
+    ),
+    Case(
+        "disk-full-progress-gif",
+        f"train {NEW}",
+        "could not write the animation",
+        _disk_full(lambda p: "progress.gif" in p),
+    ),
+    Case(
+        "disk-full-export",
+        "export {run} -o {tmp}/G.pt",
+        "could not write the export",
+        _disk_full(lambda p: "G.pt" in p),
+    ),
+    Case(
+        "disk-full-interpolate",
+        "interpolate {run} --seeds 1,2 -o {tmp}/walk.png",
+        "could not write the walk",
+        _disk_full(lambda p: "walk.png" in p),
+    ),
+    Case(
+        "disk-full-interpolate-gif",
+        "interpolate {run} --seeds 1,2 -o {tmp}/walk.gif",
+        "could not write the animation",
+        _disk_full(lambda p: "walk.gif" in p),
+    ),
+    Case(
+        "disk-full-arithmetic",
+        "arithmetic {run} 1+2 -o {tmp}/a.png",
+        "could not write the grid",
+        _disk_full(lambda p: "a.png" in p),
+    ),
+    Case(
+        "disk-full-sample-grid-file",
+        "sample {run} -o {tmp}/x.png",
+        "could not write images",
+        _disk_full(lambda p: "x.png" in p),
+    ),
+    Case(
+        "disk-full-sample-npz",
+        "sample {run} -o {tmp}/x.npz",
+        "could not write images",
+        _disk_full(lambda p: "x.npz" in p),
+    ),
+    Case(
+        "disk-full-sample-folder",
+        "sample {run} -n 4 -o {tmp}/imgs",
+        "could not write images",
+        _disk_full(lambda p: "imgs" in p),
+    ),
+    Case(
+        "disk-full-sample-seeds",
+        "sample {run} --seeds 1-4 -o {tmp}/s.png",
+        "could not write images",
+        _disk_full(lambda p: "s.png" in p),
+    ),
+    Case(
+        "disk-full-sample-seeds-folder",
+        "sample {run} --seeds 1-4 -o {tmp}/seeds",
+        "could not write images",
+        _disk_full(lambda p: "seeds" in p),
+    ),
+    Case(
+        "disk-full-stats",
+        "stats {tmp}/d.npz -o {tmp}/s.npz",
+        "could not write the statistics",
+        lambda tmp, mp: (
+            _npz("d.npz", (8, 28, 28))(tmp, mp),
+            _disk_full(lambda p: "s.npz" in p)(tmp, mp),
+            _no_progress_bars(mp),
+        ),
+    ),
+    Case(
+        "disk-full-animate",
+        "animate {run} -o {tmp}/p.gif",
+        "could not write the animation",
+        _disk_full(lambda p: "p.gif" in p),
+    ),
+    Case(
+        "read-only-run-animate",
+        "animate {run}",
+        "could not write the animation",
+        _disk_full(lambda p: "progress.gif" in p, errno.EROFS),
+    ),
+    Case(
+        "read-only-checkpoints",
+        f"train {NEW}",
+        "could not write a checkpoint",
+        _raising("torch.save", OSError(errno.EROFS, os.strerror(errno.EROFS)), lambda p: "/checkpoints/" in p),
+    ),
     # tracebacks no more
-    Case("animate-corrupt-grid", "animate {run} -o {tmp}/p.gif", "warning: skipping unreadable sample grid",
-         _corrupt_grid, code=0),
-    Case("sample-checkpoint-without-config", "sample {tmp}/noconf.pt -o {tmp}/x.png", "without its config",
-         _no_config_checkpoint),
-    Case("export-checkpoint-without-config", "export {tmp}/noconf.pt -o {tmp}/G.pt", "without its config",
-         _no_config_checkpoint),
+    Case(
+        "animate-corrupt-grid",
+        "animate {run} -o {tmp}/p.gif",
+        "warning: skipping unreadable sample grid",
+        _corrupt_grid,
+        code=0,
+    ),
+    Case(
+        "sample-checkpoint-without-config",
+        "sample {tmp}/noconf.pt -o {tmp}/x.png",
+        "without its config",
+        _no_config_checkpoint,
+    ),
+    Case(
+        "export-checkpoint-without-config",
+        "export {tmp}/noconf.pt -o {tmp}/G.pt",
+        "without its config",
+        _no_config_checkpoint,
+    ),
     Case("evaluator-out-is-a-folder", "evaluator train --out {tmp}/", "the evaluator weights are a .pt file"),
     Case("evaluator-out-not-pt", "evaluator train --out {tmp}/weights.bin", "the evaluator weights are a .pt file"),
     Case("evaluator-out-inside-a-file", "evaluator train --out {file}/e.pt", "is a file, not a folder"),
-    Case("sample-seeds-folder-not-empty", "sample {run} --seeds 1-3 -o {tmp}/full", "already exists and is not empty",
-         _file("full/x.png")),
+    Case(
+        "sample-seeds-folder-not-empty",
+        "sample {run} --seeds 1-3 -o {tmp}/full",
+        "already exists and is not empty",
+        _file("full/x.png"),
+    ),
 ]
 
 _messages: dict[str, tuple[str, int]] = {}
@@ -468,8 +734,11 @@ def template_run(tmp_path_factory) -> Path:
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -506,8 +775,21 @@ def test_new_run_dirs_of_failed_options_are_not_created(template_run, tmp_path, 
     """Options are checked before anything is written: a refused run leaves no folder behind."""
     monkeypatch.chdir(tmp_path)
     assert main(["train", *TINY.split(), "--run-dir", str(tmp_path / "new"), "--lr-g", "-1"]) == 2
-    assert main(["train", *TINY.split(), "--run-dir", str(tmp_path / "typo"), "--data", "mnist",
-                 "--data-root", str(tmp_path / "nope")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                *TINY.split(),
+                "--run-dir",
+                str(tmp_path / "typo"),
+                "--data",
+                "mnist",
+                "--data-root",
+                str(tmp_path / "nope"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "new").exists() and not (tmp_path / "nope").exists()
 
 
@@ -528,7 +810,8 @@ def _write_docs_table():
     if not target or len(_messages) != len(CASES):
         return
     lines = [
-        "# Bad input: one line, a non-zero exit, nothing lost", "",
+        "# Bad input: one line, a non-zero exit, nothing lost",
+        "",
         "Every case below is a test in `tests/test_bad_input.py`. Each runs the command beside a trained run",
         "directory (`RUN`) and checks the exit code, that stderr is exactly this one line, that no traceback",
         "appears, and that every file of `RUN` is byte-identical afterwards. `TMP` is an empty folder,",
@@ -537,11 +820,15 @@ def _write_docs_table():
         "(an `OSError`, or the `RuntimeError` torch's zip writer raises); `tests/test_outputs.py` repeats every",
         "writer on a really full tmpfs where the tests may mount one. The exit-0 case warns in one line and goes on.",
         "Regenerate this page with `DCGAN_BAD_INPUT_TABLE=docs/bad-input.md python -m pytest tests/test_bad_input.py`.",
-        "", "| case | command | message | exit |", "|---|---|---|---|",
+        "",
+        "| case | command | message | exit |",
+        "|---|---|---|---|",
     ]
     for case in CASES:
         shown, code = _messages[case.id]
         command = "dcgan " + re.sub(r"\s+", " ", case.argv.replace(NEW, "NEW").replace(TINY, "TINY")).strip()
         command = command.replace("{run}", "RUN").replace("{tmp}", "TMP").replace("{file}", "TMP/notes.txt")
         lines.append(f"| `{case.id}` | `{command}` | {shown.replace('|', chr(92) + '|')} | {code} |")
-    Path(target).write_text("\n".join(lines) + "\n")
+    old = Path(target).read_text() if Path(target).is_file() else ""
+    sections = old[old.index("\n## ") :] if "\n## " in old else ""  # the hand-written sections after the table
+    Path(target).write_text("\n".join(lines) + "\n" + sections)

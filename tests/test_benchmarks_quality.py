@@ -11,16 +11,24 @@ import torch
 from PIL import Image
 
 from dcgan import checkpoint as ckpt
+from dcgan.benchmarks.baselines import BASELINES, CollapseDetector, PILImages
+from dcgan.benchmarks.quality import (
+    COLOUR_RECIPES,
+    DEFAULT_RECIPES,
+    RECIPES,
+    QualityConfig,
+    command_line,
+    fid_ratios,
+    run_for_budget,
+    run_side_by_side,
+    time_to_quality,
+)
 from dcgan.cli import main
 from dcgan.config import TrainConfig
 from dcgan.data import to_model_range
 from dcgan.metrics import evaluate
 from dcgan.metrics.report import EvalOptions, prepare
-from dcgan.benchmarks.baselines import BASELINES, CollapseDetector, PILImages
-from dcgan.benchmarks.quality import (
-    COLOUR_RECIPES, DEFAULT_RECIPES, RECIPES, QualityConfig, command_line, fid_ratios, run_for_budget, run_side_by_side, time_to_quality,
-)
-from dcgan.sample import load_generator
+from dcgan.models import Generator
 
 COLLAPSED = {"D_x": 0.999, "D_G_z_before": 0.001, "loss_G": 30.0}
 HEALTHY = {"D_x": 0.7, "D_G_z_before": 0.3, "loss_G": 1.5}
@@ -154,18 +162,34 @@ def test_budgeted_process_trains_from_its_start_and_stops_on_sigterm(tmp_path):
         f"pathlib.Path({str(started)!r}).write_text('')\n"
         "while True: time.sleep(0.01)\n"
     )
-    timing = run_for_budget([sys.executable, "-c", script], started=started, budget_s=0.3,
-                            log_path=tmp_path / "log", setup_timeout_s=60, stop_timeout_s=60)
+    timing = run_for_budget(
+        [sys.executable, "-c", script],
+        started=started,
+        budget_s=0.3,
+        log_path=tmp_path / "log",
+        setup_timeout_s=60,
+        stop_timeout_s=60,
+    )
     assert timing["returncode"] == 143
     assert timing["train_s"] >= 0.3  # the budget counts from the start of training, then SIGTERM
     assert timing["process_s"] == pytest.approx(timing["setup_s"] + timing["train_s"])
 
 
-@pytest.mark.parametrize("argv", [
-    ["--recipes", "default,bogus"], ["--budget-min", "0"], ["--data", "cifar10", "--recipes", "default,newcomer"],
-    ["--image-size", "48"], ["--channels", "2"], ["--max-images", "10"],
-    ["--num-images", "1"], ["--seeds", "1,1"], ["--jobs", "0"], ["--snapshot-every-min", "0.2"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--recipes", "default,bogus"],
+        ["--budget-min", "0"],
+        ["--data", "cifar10", "--recipes", "default,newcomer"],
+        ["--image-size", "48"],
+        ["--channels", "2"],
+        ["--max-images", "10"],
+        ["--num-images", "1"],
+        ["--seeds", "1,1"],
+        ["--jobs", "0"],
+        ["--snapshot-every-min", "0.2"],
+    ],
+)
 def test_bad_options_fail_in_one_line_before_any_work(argv, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["quality", "--quick", "--data", "mnist-5k", "--out", str(out), *argv]) == 2
@@ -191,22 +215,36 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["command"] == f"dcgan quality --quick --data mnist-5k --out {out}"
     rows = {r["recipe"]: r for r in results["rows"]}
-    assert list(rows) == list(QualityConfig().chosen_recipes) == list(DEFAULT_RECIPES) and all(r["seed"] == 0 for r in rows.values())
+    assert list(rows) == list(QualityConfig().chosen_recipes) == list(DEFAULT_RECIPES) and all(
+        r["seed"] == 0 for r in rows.values()
+    )
 
     batch_sizes = {"default": TrainConfig().batch_size, "classic": 64, "newcomer": 128, "paper": 128}
     image_sizes = {"default": 28, "classic": 64, "newcomer": 28, "paper": 28}
     # every recipe is scored against the same real digits at 28x28, whatever size it trains at
-    extractor, real, _ = prepare(TrainConfig(data="mnist-5k", image_size=28, channels=1),
-                                 EvalOptions(num_images=200, progress=False))
+    extractor, real, _ = prepare(
+        TrainConfig(data="mnist-5k", image_size=28, channels=1), EvalOptions(num_images=200, progress=False)
+    )
     for recipe, row in rows.items():
         assert "error" not in row and row["returncode"] in (0, 143)
         e = row["eval"]
         assert e["num_images"] == 200 and e["extractor"] == "digits"
         # the row holds what dcgan eval measures for that checkpoint and seed
-        checkpoint = out / "runs" / f"{recipe}-seed0" / ("checkpoints/latest.pt" if recipe in ("default", "paper")
-                                                         else "generator.pt")
-        again = evaluate(load_generator(checkpoint, torch.device("cpu")), real, extractor, num_images=200, seed=0,
-                         progress=False, precision_recall_k=3)
+        checkpoint = (
+            out
+            / "runs"
+            / f"{recipe}-seed0"
+            / ("checkpoints/latest.pt" if recipe in ("default", "paper") else "generator.pt")
+        )
+        again = evaluate(
+            Generator.from_checkpoint(checkpoint, torch.device("cpu")),
+            real,
+            extractor,
+            num_images=200,
+            seed=0,
+            progress=False,
+            precision_recall_k=3,
+        )
         for key in ("fid", "kid_mean", "is_mean", "min_class_share", "precision", "recall"):
             assert e[key] == pytest.approx(getattr(again, key), rel=1e-6), (recipe, key)
         assert e["min_class_share"] == min(e["class_shares"].values())
@@ -226,11 +264,17 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     assert default_cfg["g_width"] == 8 and default_cfg["recipe"] == "default"
     # the paper row is the trainer with Radford et al.'s recipe
     paper_cfg = ckpt.load(out / "runs/paper-seed0/checkpoints/latest.pt")["config"]
-    assert (paper_cfg["recipe"], paper_cfg["batch_size"], paper_cfg["lr_g"], paper_cfg["lr_d"], paper_cfg["ema_decay"],
-            paper_cfg["beta1"]) == ("paper", 128, 2e-4, 2e-4, 0.0, 0.5)
+    assert (
+        paper_cfg["recipe"],
+        paper_cfg["batch_size"],
+        paper_cfg["lr_g"],
+        paper_cfg["lr_d"],
+        paper_cfg["ema_decay"],
+        paper_cfg["beta1"],
+    ) == ("paper", 128, 2e-4, 2e-4, 0.0, 0.5)
     # the baselines' generators are checkpoints that sample and eval read
     for recipe in ("classic", "newcomer"):
-        G = load_generator(out / f"runs/{recipe}-seed0/generator.pt", torch.device("cpu"))
+        G = Generator.from_checkpoint(out / f"runs/{recipe}-seed0/generator.pt", torch.device("cpu"))
         assert G.image_size == image_sizes[recipe] and not G.training
 
     fids = {recipe: rows[recipe]["eval"]["fid"] for recipe in rows}
@@ -249,8 +293,23 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
 @pytest.mark.slow
 def test_quick_conditional_row_is_scored_against_the_default_of_the_same_run(tmp_path, capsys):
     out = tmp_path / "quality"
-    assert main(["quality", "--quick", "--data", "mnist-5k", "--recipes", "default,conditional", "--jobs", "2",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "quality",
+                "--quick",
+                "--data",
+                "mnist-5k",
+                "--recipes",
+                "default,conditional",
+                "--jobs",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "conditional" in RECIPES and "conditional" not in QualityConfig().chosen_recipes
     results = json.loads((out / "results.json").read_text())
     rows = {r["recipe"]: r for r in results["rows"]}
@@ -276,8 +335,25 @@ def test_quick_colour_benchmark_has_the_classic_at_the_same_size_and_the_paper_r
         pixels = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8, generator=g)
         Image.fromarray(pixels.numpy()).save(folder / f"{i:03d}.png")
     out = tmp_path / "quality"
-    assert main(["quality", "--quick", "--data", "folder", "--data-root", str(folder), "--image-size", "32",
-                 "--max-images", "256", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "quality",
+                "--quick",
+                "--data",
+                "folder",
+                "--data-root",
+                str(folder),
+                "--image-size",
+                "32",
+                "--max-images",
+                "256",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     rows = {r["recipe"]: r for r in results["rows"]}
@@ -286,6 +362,6 @@ def test_quick_colour_benchmark_has_the_classic_at_the_same_size_and_the_paper_r
     for recipe, row in rows.items():
         assert "error" not in row and row["eval"]["extractor"] == "cifar10", recipe
         assert Image.open(out / row["grid"]).size == (8 * 34 + 2,) * 2 and Image.open(out / row["grid"]).mode == "RGB"
-    G = load_generator(out / "runs/classic-seed0/generator.pt", torch.device("cpu"))
+    G = Generator.from_checkpoint(out / "runs/classic-seed0/generator.pt", torch.device("cpu"))
     assert (G.image_size, G.channels) == (32, 3)
     assert "FID (cifar10, 200)" in printed and "| FID (cifar10, 200) |" in (out / "results.md").read_text()

@@ -15,7 +15,11 @@ from PIL import Image
 from dcgan.benchmarks import speed as bench
 from dcgan.benchmarks import timing, variants
 from dcgan.benchmarks.classic import (
-    ClassicDiscriminator, classic_dataset, classic_loader, classic_optimizers, classic_step,
+    ClassicDiscriminator,
+    classic_dataset,
+    classic_loader,
+    classic_optimizers,
+    classic_step,
 )
 from dcgan.cli import main
 from dcgan.config import TrainConfig
@@ -23,8 +27,15 @@ from dcgan.data import Batches, InMemoryImages, epoch_order, to_model_range
 from dcgan.models import Discriminator
 from dcgan.step import Logits, build_models, make_optimizers, train_step
 
-CPU_VARIANTS = {"fast path", "DataLoader over PNGs", "plain Adam", "channels_last off", ".item() every step", "no EMA",
-                "fp32 (no autocast)"}
+CPU_VARIANTS = {
+    "fast path",
+    "DataLoader over PNGs",
+    "plain Adam",
+    "channels_last off",
+    ".item() every step",
+    "no EMA",
+    "fp32 (no autocast)",
+}
 
 
 def _positive_numbers(result: dict) -> None:
@@ -61,11 +72,19 @@ def test_quick_bench_writes_json(tmp_path, capsys):
     start = results["peak"]["start"]
     assert start["fp32_gflops"] == max(start["fp32_all"].values())
     assert any(name.startswith("conv") for name in start["fp32_all"])
+    # the per-layer limit: every convolution of the row's networks, and the step measured against it
+    roof = row["roofline"]
+    assert len(roof["layers"]) == 6 and {x["network"] for x in roof["layers"]} == {"G", "D"}  # 3 + 3 at 28x28
+    assert roof["limit_s"] > 0 and roof["step_s"] == pytest.approx(16 / row["project"]["train_img_per_s"])
+    assert roof["step_over_limit"] == pytest.approx(roof["step_s"] / roof["limit_s"])
+    assert "per-layer limit" in printed and "G.main.0" in printed
 
 
 def test_a_rate_above_the_peak_is_reported_as_an_error(monkeypatch, capsys):
     """A peak below what the model reaches is a failure of the peak measurement, never a result."""
-    monkeypatch.setattr(timing, "measure_peak", lambda *a, **k: {"gflops": 1e-6, "kernel": "stub", "all": {"stub": 1e-6}})
+    monkeypatch.setattr(
+        timing, "measure_peak", lambda *a, **k: {"gflops": 1e-6, "kernel": "stub", "all": {"stub": 1e-6}}
+    )
     results = bench.run(bench.BenchConfig.quick(device="cpu", ablation=False))
     printed = capsys.readouterr().out
     assert results["peak_errors"] and results["rows"][0]["project_pct_of_peak"] > 100
@@ -92,8 +111,22 @@ def _image_folder(root, images: torch.Tensor):
 @pytest.mark.slow
 def test_variant_runs_in_a_subprocess(tmp_path):
     data_dir = bench._prepare_data(32, 3, 16, tmp_path)
-    spec = dict(path="classic", device="cpu", size=32, channels=3, batch_size=8, width=4, latent_dim=8, seed=0,
-                warmup_steps=1, steps=1, repeats=1, min_repeat_s=0.0, options={}, data_dir=str(data_dir))
+    spec = dict(
+        path="classic",
+        device="cpu",
+        size=32,
+        channels=3,
+        batch_size=8,
+        width=4,
+        latent_dim=8,
+        seed=0,
+        warmup_steps=1,
+        steps=1,
+        repeats=1,
+        min_repeat_s=0.0,
+        options={},
+        data_dir=str(data_dir),
+    )
     result = variants.run_isolated(spec)
     _positive_numbers(result)
     assert result["num_threads"] >= 1
@@ -104,8 +137,22 @@ def test_variant_runs_in_a_subprocess(tmp_path):
 def test_other_cpu_load_sees_a_busy_neighbour(tmp_path):
     """A process spinning one core beside the variant shows up as (at least most of) one other core."""
     data_dir = bench._prepare_data(32, 3, 16, tmp_path)
-    spec = dict(path="classic", device="cpu", size=32, channels=3, batch_size=8, width=4, latent_dim=8, seed=0,
-                warmup_steps=1, steps=1, repeats=1, min_repeat_s=0.0, options={}, data_dir=str(data_dir))
+    spec = dict(
+        path="classic",
+        device="cpu",
+        size=32,
+        channels=3,
+        batch_size=8,
+        width=4,
+        latent_dim=8,
+        seed=0,
+        warmup_steps=1,
+        steps=1,
+        repeats=1,
+        min_repeat_s=0.0,
+        options={},
+        data_dir=str(data_dir),
+    )
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # not waited for: not "own" time
     try:
         result = variants.run_isolated(spec)

@@ -56,10 +56,24 @@ def folder_run(tmp_path_factory, tiny_train):
     base = tmp_path_factory.mktemp("cli-folder")
     images = make_image_folder(base / "images")
     run_dir = base / "run"
-    code, out, err = run_main([
-        "train", *tiny_train, "--data", "folder", "--data-root", str(images), "--channels", "3",
-        "--image-size", "32", "--batch-size", "4", "--run-dir", str(run_dir),
-    ])
+    code, out, err = run_main(
+        [
+            "train",
+            *tiny_train,
+            "--data",
+            "folder",
+            "--data-root",
+            str(images),
+            "--channels",
+            "3",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "4",
+            "--run-dir",
+            str(run_dir),
+        ]
+    )
     return run_dir, code, out, err
 
 
@@ -88,7 +102,10 @@ def test_train_on_builtin_data_writes_every_artifact(builtin_run):
     printed = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert printed == rows
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
-        "final.png", "progress.gif", "step_0000002.png", "step_0000004.png",
+        "final.png",
+        "progress.gif",
+        "step_0000002.png",
+        "step_0000004.png",
     ]
     assert (run_dir / "losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     state = ckpt.load(run_dir / "checkpoints" / "latest.pt")
@@ -218,9 +235,18 @@ def test_bad_train_options(options, fragments, tiny_train, tmp_path, capsys):
 
 def test_missing_data_root(tiny_train, tmp_path, capsys):
     missing = tmp_path / "no-such-folder"
-    code = main([
-        "train", *tiny_train, "--data", "folder", "--data-root", str(missing), "--run-dir", str(tmp_path / "run"),
-    ])
+    code = main(
+        [
+            "train",
+            *tiny_train,
+            "--data",
+            "folder",
+            "--data-root",
+            str(missing),
+            "--run-dir",
+            str(tmp_path / "run"),
+        ]
+    )
     assert_one_line_error(capsys, code, "data root not found", str(missing))
 
 
@@ -233,10 +259,22 @@ def test_empty_image_folder(tiny_train, tmp_path, capsys):
     empty = tmp_path / "empty"
     (empty / "nested").mkdir(parents=True)
     (empty / "nested" / "notes.txt").write_text("no images")
-    code = main([
-        "train", *tiny_train, "--data", "folder", "--data-root", str(empty), "--channels", "3",
-        "--image-size", "32", "--run-dir", str(tmp_path / "run"),
-    ])
+    code = main(
+        [
+            "train",
+            *tiny_train,
+            "--data",
+            "folder",
+            "--data-root",
+            str(empty),
+            "--channels",
+            "3",
+            "--image-size",
+            "32",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ]
+    )
     assert_one_line_error(capsys, code, f"no images in {empty}")
 
 
@@ -280,8 +318,9 @@ def test_bad_sample_options(options, fragments, builtin_run, tmp_path, capsys, m
     assert_one_line_error(capsys, code, *fragments)
 
 
-@pytest.mark.parametrize(("out", "fmt", "written"), [("foo", "npz", "foo.npz"), ("bar", "grid", "bar.png"),
-                                                      ("baz.npz", None, "baz.npz")])
+@pytest.mark.parametrize(
+    ("out", "fmt", "written"), [("foo", "npz", "foo.npz"), ("bar", "grid", "bar.png"), ("baz.npz", None, "baz.npz")]
+)
 def test_the_path_printed_is_the_path_written(builtin_run, tmp_path, capsys, out, fmt, written):
     options = ["--format", fmt] if fmt else []
     assert main(["sample", str(builtin_run[0]), "-n", "4", "-o", str(tmp_path / out), *options]) == 0
@@ -299,7 +338,12 @@ def test_no_command(capsys):
 def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "dcgan", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120,
+        [sys.executable, "-m", "dcgan", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
     )
 
 

@@ -5,15 +5,24 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TEST_DATA
 from PIL import Image
 
-from conftest import TEST_DATA
 from dcgan.data import DataSpec, InMemoryImages, load
 from dcgan.data.spec import CLASS_NAMES
 from dcgan.errors import UserError
 from dcgan.metrics.evaluator import (
-    SHIPPED, ColourClassifier, DigitClassifier, _shift, accuracy, build_classifier, classifier_extractor,
-    digit_extractor, load_evaluator, save_evaluator, train_evaluator,
+    SHIPPED,
+    ColourClassifier,
+    DigitClassifier,
+    _shift,
+    accuracy,
+    build_classifier,
+    classifier_extractor,
+    digit_extractor,
+    load_evaluator,
+    save_evaluator,
+    train_evaluator,
 )
 from dcgan.metrics.report import EvalOptions, _extractor, default_extractor
 
@@ -58,8 +67,9 @@ def test_colour_training_learns_a_separable_toy_problem(tmp_path):
     labels = torch.randint(0, 2, (512,), generator=g)
     images = (torch.rand(512, 3, 32, 32, generator=g) * 100 + labels[:, None, None, None] * 120).to(torch.uint8)
     data = InMemoryImages(images, labels)
-    model, test_accuracy = train_evaluator(data, data, epochs=6, batch_size=64, width=8, num_classes=2,
-                                           arch="colour", progress=False)
+    model, test_accuracy = train_evaluator(
+        data, data, epochs=6, batch_size=64, width=8, num_classes=2, arch="colour", progress=False
+    )
     assert test_accuracy > 0.9 and accuracy(model, data) == test_accuracy
     save_evaluator(model, tmp_path / "e.pt", {"data": "toy", "labels": ["dark", "bright"]})
     extractor = classifier_extractor("cifar10", tmp_path / "e.pt")
@@ -112,8 +122,9 @@ def _cifar_like_folder(root, *, extra_class: str | None = None):
 def test_cifar10_class_folders_load_as_cifar10_with_its_labels(tmp_path):
     _cifar_like_folder(tmp_path)
     for split, per_class in (("train", 3), ("test", 2)):
-        data = load(DataSpec(name="cifar10", root=str(tmp_path), split=split, channels=3, image_size=32),
-                    progress=False)
+        data = load(
+            DataSpec(name="cifar10", root=str(tmp_path), split=split, channels=3, image_size=32), progress=False
+        )
         assert data.images.shape == (10 * per_class, 3, 32, 32)
         assert data.labels.tolist() == [k for k in range(10) for _ in range(per_class)]
         # the red channel encodes the class: each image carries its own folder's label
@@ -129,7 +140,6 @@ def test_cifar10_folder_with_a_foreign_class_is_refused(tmp_path):
 @pytest.mark.skipif(not (CIFAR_DIR / "test").is_dir(), reason=f"CIFAR-10 class folders not at {CIFAR_DIR}")
 def test_shipped_colour_evaluator_scores_the_test_split_as_its_file_says():
     model, meta = load_evaluator(SHIPPED["cifar10"])
-    test = load(DataSpec(name="cifar10", root=str(CIFAR_DIR), split="test", channels=3, image_size=32),
-                progress=False)
+    test = load(DataSpec(name="cifar10", root=str(CIFAR_DIR), split="test", channels=3, image_size=32), progress=False)
     # measured in fp32 both times; only the memory layout differs, which may flip an argmax or two
     assert accuracy(model, test) == pytest.approx(meta["test_accuracy"], abs=1e-3)

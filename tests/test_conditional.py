@@ -15,7 +15,7 @@ from dcgan.cli import main
 from dcgan.data import Batches, DataSpec, load
 from dcgan.errors import UserError
 from dcgan.metrics.evaluate import conditional_scores
-from dcgan.sample import class_grid, class_labels, load_generator, parse_class
+from dcgan.sample import class_grid, class_labels, parse_class
 
 # --------------------------------------------------------------------------- the models
 
@@ -100,8 +100,9 @@ def test_a_class_folder_labels_each_image_by_its_sub_folder(tmp_path, mnist5k):
         for image, label in zip(data.images, data.labels):
             matches = (mnist5k.images == image).flatten(1).all(1).nonzero().view(-1)
             assert mnist5k.labels[matches[0]].item() == digit_of[names[label]]
-    streamed = load(DataSpec(name="folder", root=str(tmp_path / "digits"), labels=True, in_memory=False),
-                    progress=False)
+    streamed = load(
+        DataSpec(name="folder", root=str(tmp_path / "digits"), labels=True, in_memory=False), progress=False
+    )
     image, label = streamed[0]
     assert image.shape == (1, 28, 28) and label == 0
 
@@ -136,8 +137,9 @@ def test_unlabelled_or_loose_folders_are_refused_in_one_line(tmp_path, mnist5k, 
 @pytest.fixture(scope="module")
 def conditional_run(tmp_path_factory, tiny_train):
     run = tmp_path_factory.mktemp("cond") / "run"
-    assert main(["train", "--conditional", *tiny_train, "--max-images", "256", "--steps", "6",
-                 "--run-dir", str(run)]) == 0
+    assert (
+        main(["train", "--conditional", *tiny_train, "--max-images", "256", "--steps", "6", "--run-dir", str(run)]) == 0
+    )
     return run
 
 
@@ -178,11 +180,14 @@ def test_sampling_a_class_and_the_labels_in_an_npz(conditional_run, tmp_path, ca
     assert "one row of 3 per class" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--class", "10"], "out of range"),
-    (["--class", "sneaker"], "unknown class 'sneaker'"),
-    (["--seeds", "1-3"], "needs --class"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["--class", "10"], "out of range"),
+        (["--class", "sneaker"], "unknown class 'sneaker'"),
+        (["--seeds", "1-3"], "needs --class"),
+    ],
+)
 def test_class_mistakes_are_one_line(conditional_run, tmp_path, capsys, argv, match):
     out = tmp_path / "x.png"
     assert main(["sample", str(conditional_run), "-o", str(out), *argv]) == 2
@@ -200,19 +205,33 @@ def test_class_on_an_unconditional_run_is_one_line(tmp_path, tiny_train, capsys)
 
 
 def test_the_latent_tools_draw_the_chosen_class(conditional_run, tmp_path):
-    G = load_generator(conditional_run, torch.device("cpu"))
+    G = Generator.from_checkpoint(conditional_run, torch.device("cpu"))
     seeds = tmp_path / "seeds.npz"
     assert main(["sample", str(conditional_run), "--seeds", "0-2", "--class", "4", "-o", str(seeds)]) == 0
-    from dcgan.latent import seed_noise
     from dcgan.data import to_uint8
+    from dcgan.latent import seed_noise
 
     with torch.no_grad():
         expected = torch.cat([to_uint8(G(seed_noise([s], 100), torch.tensor([4]))) for s in range(3)])
     assert np.array_equal(np.load(seeds)["images"], expected.permute(0, 2, 3, 1).numpy())
-    assert main(["interpolate", str(conditional_run), "--seeds", "0,1", "--frames", "3", "--class", "2",
-                 "-o", str(tmp_path / "walk.png")]) == 0
-    assert main(["arithmetic", str(conditional_run), "1 - 2 + 3", "--class", "5",
-                 "-o", str(tmp_path / "sum.png")]) == 0
+    assert (
+        main(
+            [
+                "interpolate",
+                str(conditional_run),
+                "--seeds",
+                "0,1",
+                "--frames",
+                "3",
+                "--class",
+                "2",
+                "-o",
+                str(tmp_path / "walk.png"),
+            ]
+        )
+        == 0
+    )
+    assert main(["arithmetic", str(conditional_run), "1 - 2 + 3", "--class", "5", "-o", str(tmp_path / "sum.png")]) == 0
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -14,9 +14,27 @@ from dcgan.configfile import read_config_file
 from dcgan.errors import UserError
 from dcgan.options import resolve
 
-TINY = ["--g-width", "8", "--d-width", "8", "--batch-size", "16", "--max-images", "160", "--quiet",
-        "--log-every-steps", "2", "--sample-every-steps", "1000", "--checkpoint-every-steps", "3",
-        "--device", "cpu", "--num-workers", "0"]
+TINY = [
+    "--g-width",
+    "8",
+    "--d-width",
+    "8",
+    "--batch-size",
+    "16",
+    "--max-images",
+    "160",
+    "--quiet",
+    "--log-every-steps",
+    "2",
+    "--sample-every-steps",
+    "1000",
+    "--checkpoint-every-steps",
+    "3",
+    "--device",
+    "cpu",
+    "--num-workers",
+    "0",
+]
 
 
 def _printed(capsys, argv: list[str]) -> dict:
@@ -25,16 +43,18 @@ def _printed(capsys, argv: list[str]) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-@pytest.mark.parametrize("suffix, text", [
-    (".toml", 'steps = 7\nlr_g = 2e-4\naugment = "color"\nmirror = true\nmax_images = 100\n'),
-    (".yaml", "steps: 7\nlr_g: 2.0e-4\naugment: color\nmirror: true\nmax_images: 100\n"),
-    (".json", '{"steps": 7, "lr_g": 2e-4, "augment": "color", "mirror": true, "max_images": 100}'),
-])
+@pytest.mark.parametrize(
+    "suffix, text",
+    [
+        (".toml", 'steps = 7\nlr_g = 2e-4\naugment = "color"\nmirror = true\nmax_images = 100\n'),
+        (".yaml", "steps: 7\nlr_g: 2.0e-4\naugment: color\nmirror: true\nmax_images: 100\n"),
+        (".json", '{"steps": 7, "lr_g": 2e-4, "augment": "color", "mirror": true, "max_images": 100}'),
+    ],
+)
 def test_each_format_gives_the_same_options(tmp_path, suffix, text):
     path = tmp_path / f"c{suffix}"
     path.write_text(text)
-    assert read_config_file(path) == {"steps": 7, "lr_g": 2e-4, "augment": "color", "mirror": True,
-                                      "max_images": 100}
+    assert read_config_file(path) == {"steps": 7, "lr_g": 2e-4, "augment": "color", "mirror": True, "max_images": 100}
 
 
 def test_command_line_overrides_the_file_and_print_config_trains_nothing(tmp_path, capsys):
@@ -52,20 +72,24 @@ def test_command_line_overrides_the_file_and_print_config_trains_nothing(tmp_pat
     again = tmp_path / "printed.json"
     again.write_text(json.dumps(printed))
     assert TrainConfig.from_dict(read_config_file(again)) == TrainConfig.from_dict(
-        {k: v for k, v in printed.items() if k != "class_names"})
+        {k: v for k, v in printed.items() if k != "class_names"}
+    )
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"lr": 1e-4}', "unknown field 'lr'; did you mean lr_g?"),
-    ('{"batch-size": 8}', "unknown field 'batch-size'; did you mean batch_size?"),
-    ('{"steps": "5"}', "field steps must be an integer or null, got '5'"),
-    ('{"steps": 5.0}', "field steps must be an integer or null, got 5.0"),
-    ('{"mirror": 1}', "field mirror must be true or false, got 1"),
-    ('{"lr_g": true}', "field lr_g must be a number, got True"),
-    ('{"augment": null}', "field augment must be a string, got None"),
-    ('[1, 2]', "expected a table of TrainConfig fields, got list"),
-    ('{"steps": ', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"lr": 1e-4}', "unknown field 'lr'; did you mean lr_g?"),
+        ('{"batch-size": 8}', "unknown field 'batch-size'; did you mean batch_size?"),
+        ('{"steps": "5"}', "field steps must be an integer or null, got '5'"),
+        ('{"steps": 5.0}', "field steps must be an integer or null, got 5.0"),
+        ('{"mirror": 1}', "field mirror must be true or false, got 1"),
+        ('{"lr_g": true}', "field lr_g must be a number, got True"),
+        ('{"augment": null}', "field augment must be a string, got None"),
+        ("[1, 2]", "expected a table of TrainConfig fields, got list"),
+        ('{"steps": ', "not valid JSON"),
+    ],
+)
 def test_bad_fields_are_one_line_naming_the_field(tmp_path, capsys, text, message):
     path = tmp_path / "c.json"
     path.write_text(text)
@@ -124,8 +148,27 @@ def _checkpoint(path: Path) -> dict:
 def test_a_runs_config_json_repeats_its_first_steps_bit_for_bit(tmp_path):
     """dcgan train --config RUN/config.json --steps N --run-dir NEW: RUN's state at step N, exactly."""
     first, repeat = tmp_path / "first", tmp_path / "repeat"
-    assert main(["train", "--steps", "8", "--keep-every-steps", "4", "--run-dir", str(first), "--seed", "3",
-                 "--augment", "translation", *TINY, "--checkpoint-every-steps", "4"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--steps",
+                "8",
+                "--keep-every-steps",
+                "4",
+                "--run-dir",
+                str(first),
+                "--seed",
+                "3",
+                "--augment",
+                "translation",
+                *TINY,
+                "--checkpoint-every-steps",
+                "4",
+            ]
+        )
+        == 0
+    )
     record = json.loads((first / "config.json").read_text())
     assert record["seed"] == 3 and "resolved" in record
     assert main(["train", "--config", str(first / "config.json"), "--steps", "4", "--run-dir", str(repeat)]) == 0
@@ -141,3 +184,22 @@ def test_a_runs_config_json_repeats_its_first_steps_bit_for_bit(tmp_path):
     repeated = json.loads((repeat / "config.json").read_text())
     differ = {k for k in record if record[k] != repeated.get(k)}
     assert differ == {"run_dir", "steps", "resolved"}, differ
+
+
+@pytest.mark.parametrize(
+    "python, argv",
+    [
+        (dict(minutes=3.0), ["--minutes", "3"]),
+        (dict(steps=7), ["--steps", "7"]),
+        (dict(minutes=2.0, epochs=5), ["--minutes", "2", "--epochs", "5"]),
+        (dict(recipe="paper", minutes=1.0), ["--recipe", "paper", "--minutes", "1"]),
+        (dict(data="cifar10", data_root="x"), ["--data", "cifar10", "--data-root", "x"]),
+    ],
+)
+def test_the_python_api_and_the_command_line_resolve_to_one_config(capsys, tmp_path, python, argv):
+    run_dir = str(tmp_path / "run")
+    recipe = python.pop("recipe", "default")
+    from_python = resolve(TrainConfig.for_recipe(recipe, run_dir=run_dir, **python)).cfg.to_dict()
+    assert _printed(capsys, [*argv, "--run-dir", run_dir]) == from_python
+    if "minutes" in python and "epochs" not in python:
+        assert from_python["epochs"] is None  # a length in minutes replaces the default epochs, both ways

@@ -18,8 +18,19 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def _tiny(run_dir, **overrides) -> TrainConfig:
-    values = dict(g_width=8, d_width=8, batch_size=16, max_images=128, steps=4, device="cuda", quiet=True,
-                  log_every_steps=2, sample_every_steps=1000, checkpoint_every_steps=2, run_dir=str(run_dir))
+    values = dict(
+        g_width=8,
+        d_width=8,
+        batch_size=16,
+        max_images=128,
+        steps=4,
+        device="cuda",
+        quiet=True,
+        log_every_steps=2,
+        sample_every_steps=1000,
+        checkpoint_every_steps=2,
+        run_dir=str(run_dir),
+    )
     return TrainConfig(**{**values, **overrides})
 
 
@@ -79,5 +90,8 @@ def test_fast_path_matches_fp32_reference_on_cuda(tmp_path):
     bf16.run()
     import json
 
-    a, b = json.loads(rows32.splitlines()[-1]), json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[-1])
+    a, b = (
+        json.loads(rows32.splitlines()[-1]),
+        json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[-1]),
+    )
     assert abs(a["loss_D"] - b["loss_D"]) < 0.05 and abs(a["loss_G"] - b["loss_G"]) < 0.05

@@ -13,8 +13,16 @@ from PIL import Image
 
 from dcgan import UserError
 from dcgan.data import (
-    Batches, DataSpec, ImageFolder, InMemoryImages, decode_all, epoch_order, load, resize_uint8,
-    to_model_range, to_uint8,
+    Batches,
+    DataSpec,
+    ImageFolder,
+    InMemoryImages,
+    decode_all,
+    epoch_order,
+    load,
+    resize_uint8,
+    to_model_range,
+    to_uint8,
 )
 
 # --------------------------------------------------------------------------- built-in digits
@@ -352,7 +360,7 @@ def test_what_dataloader_workers_receive_pickles(image_folder):
     """Workers started with spawn (macOS, Windows) pickle the dataset and the collate function."""
     import pickle
 
-    from dcgan.data.sources import _as_list, _Decode
+    from dcgan.data.datasets import _as_list, _Decode
 
     folder = ImageFolder(str(image_folder), channels=3, image_size=32)
     dataset, collate = pickle.loads(pickle.dumps((_Decode(folder), _as_list)))
@@ -370,7 +378,7 @@ def test_decoding_works_in_spawned_workers(image_folder, monkeypatch):
         kwargs.update(num_workers=1, multiprocessing_context="spawn")
         return real_loader(*args, **kwargs)
 
-    monkeypatch.setattr("dcgan.data.sources.DataLoader", spawned)
+    monkeypatch.setattr("dcgan.data.datasets.DataLoader", spawned)
     data = decode_all(ImageFolder(str(image_folder), channels=3, image_size=32), progress=False)
     assert data.images.shape == (4, 3, 32, 32)
 

@@ -10,8 +10,7 @@ import torch
 from PIL import Image
 
 from dcgan.cache import cache_home
-from dcgan.data import DataSpec, load
-from dcgan.data import decoded
+from dcgan.data import DataSpec, decoded, load
 
 
 def _folder(path, count: int, seed: int = 0):
@@ -61,8 +60,10 @@ def test_a_changed_folder_or_size_decodes_again(tmp_path, calls, change):
         Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(root / "zzz.png")
     elif change == "remove":
         (root / "003.png").unlink()
-    after = load(DataSpec(name="folder", root=str(root), channels=3, image_size=16 if change == "size" else 8,
-                          in_memory=True), progress=False).images
+    after = load(
+        DataSpec(name="folder", root=str(root), channels=3, image_size=16 if change == "size" else 8, in_memory=True),
+        progress=False,
+    ).images
     assert len(calls) == 2
     if change == "rewrite":
         assert torch.equal(after[1], torch.zeros(3, 8, 8, dtype=torch.uint8)) and torch.equal(after[0], before[0])

@@ -13,8 +13,16 @@ from torch import nn
 from dcgan.cli import main
 from dcgan.data import to_uint8
 from dcgan.demo import (
-    GIF_MIN_SIDE_PX, MAX_GRID_SEEDS, Actions, DemoModel, check_address, check_seed, grid_seeds, is_loopback,
-    latent_directions, write_gif,
+    GIF_MIN_SIDE_PX,
+    MAX_GRID_SEEDS,
+    Actions,
+    DemoModel,
+    check_address,
+    check_seed,
+    grid_seeds,
+    is_loopback,
+    latent_directions,
+    write_gif,
 )
 from dcgan.errors import UserError
 from dcgan.latent import seed_noise, walk
@@ -203,9 +211,8 @@ def test_cli_mistakes_are_one_line(capsys, run, tmp_path):
 def test_a_conditional_run_serves_every_class_as_sample_draws_it(tmp_path, tiny_train):
     run = tmp_path / "cond"
     assert main(["train", "--conditional", *tiny_train, "--max-images", "128", "--run-dir", str(run)]) == 0
-    from dcgan.sample import load_generator
 
-    G = load_generator(run, torch.device("cpu"))
+    G = Generator.from_checkpoint(run, torch.device("cpu"))
     model = DemoModel(G, directions=latent_directions(G), num_classes=10)
     assert main(["sample", str(run), "--seeds", "5", "--class", "3", "-o", str(tmp_path / "s.npz")]) == 0
     assert np.array_equal(model.seed_image(5, 3).permute(1, 2, 0).numpy(), np.load(tmp_path / "s.npz")["images"][0])

@@ -13,14 +13,15 @@ import os
 import tempfile
 from pathlib import Path
 
+import demo_page as page
 import numpy as np
 import pytest
 import torch
 
-import demo_page as page
 from dcgan.cli import main
 from dcgan.data import to_uint8
 from dcgan.latent import seed_noise, walk
+from dcgan.models import Generator
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(page.missing() is not None, reason=str(page.missing()))]
 
@@ -58,9 +59,8 @@ def run(tmp_path_factory, tiny_train) -> str:
 
 @pytest.fixture(scope="module")
 def G(run):
-    from dcgan.sample import load_generator
 
-    return load_generator(run, torch.device("cpu"))
+    return Generator.from_checkpoint(run, torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +112,9 @@ def test_grid_renders_the_seeds_and_rerolls(driver, run, G):
     shows(driver, "#grid img", [seed_pixels(run, s) for s in range(16)], "the grid of seeds 0-15")
 
     page.click(driver, "reroll")
-    text = page.wait_for(lambda: (v := page.value_of(driver, "#seeds textarea")) != "0-15" and v,
-                         what="re-rolled seeds")
+    text = page.wait_for(
+        lambda: (v := page.value_of(driver, "#seeds textarea")) != "0-15" and v, what="re-rolled seeds"
+    )
     first, last = (int(x) for x in text.split("-"))
     assert last - first == 15
     shows(driver, "#grid img", [seed_pixels(run, s) for s in range(first, last + 1)], f"the grid of {text}")
@@ -171,8 +172,9 @@ def test_walk_produces_its_frames_and_gif(driver, run, G):
     assert len(frames) == 17
     shows(driver, "#walk-frames img", [pixels(f) for f in frames], "the 17 frames of the walk from 5 to 9")
 
-    gif_src = page.wait_for(lambda: [s for s in page.srcs(driver, "#walk-gif img") if s.endswith(".gif")],
-                            what="the walk's GIF")[0]
+    gif_src = page.wait_for(
+        lambda: [s for s in page.srcs(driver, "#walk-gif img") if s.endswith(".gif")], what="the walk's GIF"
+    )[0]
     gif = Image.open(io.BytesIO(page.fetch(gif_src)))
     assert gif.n_frames == 17 + 15  # there and back, without repeating either end
     assert gif.size[0] >= 112 and gif.size[0] % G.image_size == 0
@@ -186,4 +188,3 @@ def test_walk_produces_its_frames_and_gif(driver, run, G):
         out = Path(os.environ["DCGAN_DEMO_SCREENSHOT"])
         out.parent.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(out))
-

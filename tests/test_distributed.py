@@ -27,9 +27,20 @@ def _free_port() -> int:
 
 def _config(run_dir: Path, **overrides) -> TrainConfig:
     values = dict(
-        g_width=8, d_width=8, batch_size=8, max_images=64, steps=4, device="cpu", quiet=True,
-        log_every_steps=2, sample_every_steps=1000, checkpoint_every_steps=1000, run_dir=str(run_dir),
-        ema_decay=0.0, precision="fp32", r1_gamma=0.0,  # the equalities below are fp32 arithmetic without R1
+        g_width=8,
+        d_width=8,
+        batch_size=8,
+        max_images=64,
+        steps=4,
+        device="cpu",
+        quiet=True,
+        log_every_steps=2,
+        sample_every_steps=1000,
+        checkpoint_every_steps=1000,
+        run_dir=str(run_dir),
+        ema_decay=0.0,
+        precision="fp32",
+        r1_gamma=0.0,  # the equalities below are fp32 arithmetic without R1
     )
     return TrainConfig(**{**values, **overrides})
 
@@ -37,8 +48,9 @@ def _config(run_dir: Path, **overrides) -> TrainConfig:
 def _rank_main(
     rank: int, world_size: int, port: int, out: str, cfg: TrainConfig, resume: str | None, explicit: set
 ) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     try:
         trainer = Trainer(cfg, resume=resume, explicit=explicit)
@@ -80,8 +92,9 @@ def test_ranks_hold_identical_parameters(tmp_path):
 def test_sync_bn_matches_single_process_with_the_global_batch(tmp_path, conditional):
     """2 ranks x batch 8 with SyncBatchNorm compute what 1 process x batch 16 computes (a conditional run
     too: each rank's real labels come with its shard, and G's labels are sliced like z)."""
-    distributed = _run_ranks(tmp_path / "ddp", _config(tmp_path / "ddp" / "run", sync_bn=True,
-                                                       conditional=conditional))[0]
+    distributed = _run_ranks(
+        tmp_path / "ddp", _config(tmp_path / "ddp" / "run", sync_bn=True, conditional=conditional)
+    )[0]
     single = Trainer(_config(tmp_path / "single", batch_size=16, conditional=conditional))
     single.run()
     for net in ("G", "D"):
@@ -113,9 +126,35 @@ def test_without_sync_bn_ranks_normalise_locally(tmp_path):
 
 def test_torchrun_launches_the_cli(tmp_path):
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
-           "-m", "dcgan", "train", "--device", "cpu", "--steps", "2", "--g-width", "8", "--d-width", "8",
-           "--batch-size", "8", "--max-images", "64", "--quiet", "--log-every-steps", "1", "--run-dir", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "dcgan",
+        "train",
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--g-width",
+        "8",
+        "--d-width",
+        "8",
+        "--batch-size",
+        "8",
+        "--max-images",
+        "64",
+        "--quiet",
+        "--log-every-steps",
+        "1",
+        "--run-dir",
+        str(run),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -133,16 +172,59 @@ def test_eval_shards_generation_across_ranks(tmp_path):
     from dcgan.cli import main
 
     run = tmp_path / "run"
-    assert main(["train", "--device", "cpu", "--steps", "2", "--g-width", "8", "--d-width", "8", "--batch-size", "8",
-                 "--max-images", "64", "--quiet", "--run-dir", str(run)]) == 0
-    args = ["eval", str(run), "--num-images", "120", "--batch-size", "50", "--json", "--device", "cpu",
-            "--cache-dir", str(tmp_path / "cache")]
+    assert (
+        main(
+            [
+                "train",
+                "--device",
+                "cpu",
+                "--steps",
+                "2",
+                "--g-width",
+                "8",
+                "--d-width",
+                "8",
+                "--batch-size",
+                "8",
+                "--max-images",
+                "64",
+                "--quiet",
+                "--run-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    args = [
+        "eval",
+        str(run),
+        "--num-images",
+        "120",
+        "--batch-size",
+        "50",
+        "--json",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "dcgan", *args], capture_output=True, text=True, env=env,
-                            timeout=240)
+    single = subprocess.run(
+        [sys.executable, "-m", "dcgan", *args], capture_output=True, text=True, env=env, timeout=240
+    )
     assert single.returncode == 0, single.stderr[-2000:]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
-           "-m", "dcgan", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "dcgan",
+        *args,
+    ]
     ranks = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert ranks.returncode == 0, ranks.stderr[-2000:]
     one, two = json.loads(single.stdout), json.loads(ranks.stdout)  # rank 0 alone prints

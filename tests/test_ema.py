@@ -16,8 +16,9 @@ def _shifted(model: nn.Module, by: float) -> None:
             p.add_(by)
 
 
-@pytest.mark.parametrize(("step", "decay", "effective"), [(0, 0.999, 0.1), (8, 0.999, 0.5), (10_000, 0.999, 0.999),
-                                                          (5, 0.3, 0.3)])
+@pytest.mark.parametrize(
+    ("step", "decay", "effective"), [(0, 0.999, 0.1), (8, 0.999, 0.5), (10_000, 0.999, 0.999), (5, 0.3, 0.3)]
+)
 def test_decay_warms_up_then_holds(step, decay, effective):
     G = Generator(width=4, latent_dim=8)
     ema = EMA(G, decay)

@@ -12,7 +12,7 @@ from dcgan.data import to_uint8
 from dcgan.errors import UserError
 from dcgan.explore import labelled_grid, parse_expression, seed_images, walk_latents
 from dcgan.latent import seed_noise, slerp, walk
-from dcgan.sample import load_generator
+from dcgan.models import Generator
 
 CPU = torch.device("cpu")
 
@@ -46,7 +46,7 @@ def frames_of(path) -> list[np.ndarray]:
 
 
 def test_sample_seeds_is_the_generator_on_seed_noise_whatever_the_batch(run_dir, tmp_path):
-    G = load_generator(run_dir, CPU)
+    G = Generator.from_checkpoint(run_dir, CPU)
     seeds = list(range(10))
     with torch.no_grad():  # each seed alone: G(seed_noise([s]))
         expected = torch.cat([to_uint8(G(seed_noise([s], G.latent_dim))) for s in seeds])
@@ -68,7 +68,7 @@ def test_sample_seeds_is_the_generator_on_seed_noise_whatever_the_batch(run_dir,
 def test_seed_grid_holds_each_image_with_its_label(run_dir, tmp_path):
     out = tmp_path / "grid.png"
     assert main(["sample", str(run_dir), "--seeds", "0-5", "-o", str(out), "--device", "cpu"]) == 0
-    G = load_generator(run_dir, CPU)
+    G = Generator.from_checkpoint(run_dir, CPU)
     images = seed_images(G, list(range(6)))
     grid = np.asarray(Image.open(out))
     # 3 per row, 28 px cells with a 2 px border and a 14 px label strip under each row
@@ -84,8 +84,9 @@ def test_seed_errors_are_one_line(run_dir, capsys, tmp_path):
     assert "bad seed list" in one_line_error(capsys, ["sample", str(run_dir), "--seeds", "a-b"])
     assert "bad seed range" in one_line_error(capsys, ["sample", str(run_dir), "--seeds", "9-3"])
     (tmp_path / "file").write_text("keep")
-    assert "is a file" in one_line_error(capsys, ["sample", str(run_dir), "--seeds", "1", "-o",
-                                                  str(tmp_path / "file" / "x.png")])
+    assert "is a file" in one_line_error(
+        capsys, ["sample", str(run_dir), "--seeds", "1", "-o", str(tmp_path / "file" / "x.png")]
+    )
     assert (tmp_path / "file").read_text() == "keep"
 
 
@@ -94,9 +95,11 @@ def test_seed_errors_are_one_line(run_dir, capsys, tmp_path):
 
 def test_walk_png_is_the_generator_along_the_slerp_path(run_dir, tmp_path):
     out = tmp_path / "walk.png"
-    assert main(["interpolate", str(run_dir), "--seeds", "3,7,12", "--frames", "4", "-o", str(out),
-                 "--device", "cpu"]) == 0
-    G = load_generator(run_dir, CPU)
+    assert (
+        main(["interpolate", str(run_dir), "--seeds", "3,7,12", "--frames", "4", "-o", str(out), "--device", "cpu"])
+        == 0
+    )
+    G = Generator.from_checkpoint(run_dir, CPU)
     z = walk(seed_noise([3, 7, 12], G.latent_dim), 4, mode="slerp")
     assert len(z) == 9
     assert torch.allclose(z[0], seed_noise([3], 100)[0]) and torch.allclose(z[-1], seed_noise([12], 100)[0])
@@ -111,9 +114,25 @@ def test_walk_png_is_the_generator_along_the_slerp_path(run_dir, tmp_path):
 
 def test_walk_gif_loops_back_and_has_every_frame(run_dir, tmp_path):
     out = tmp_path / "walk.gif"
-    assert main(["interpolate", str(run_dir), "--seeds", "3,7", "--frames", "5", "--loop", "-o", str(out),
-                 "--device", "cpu"]) == 0
-    G = load_generator(run_dir, CPU)
+    assert (
+        main(
+            [
+                "interpolate",
+                str(run_dir),
+                "--seeds",
+                "3,7",
+                "--frames",
+                "5",
+                "--loop",
+                "-o",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    G = Generator.from_checkpoint(run_dir, CPU)
     z = walk(seed_noise([3, 7], G.latent_dim), 5, mode="slerp", loop=True)
     with torch.no_grad():
         expected = to_uint8(G(z))[:, 0].numpy()
@@ -140,14 +159,17 @@ def test_mp4_needs_imageio_ffmpeg_or_says_which_extra(run_dir, tmp_path, capsys,
 
     if importlib.util.find_spec("imageio_ffmpeg") is None:
         assert "pip install 'dcgan[video]'" in one_line_error(
-            capsys, ["interpolate", str(run_dir), "--seeds", "1,2", "-o", str(out), "--device", "cpu"])
+            capsys, ["interpolate", str(run_dir), "--seeds", "1,2", "-o", str(out), "--device", "cpu"]
+        )
         return
-    assert main(["interpolate", str(run_dir), "--seeds", "1,2", "--frames", "4", "-o", str(out),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(["interpolate", str(run_dir), "--seeds", "1,2", "--frames", "4", "-o", str(out), "--device", "cpu"]) == 0
+    )
     assert out.stat().st_size > 1000 and out.read_bytes()[4:8] == b"ftyp"
     monkeypatch.setitem(__import__("sys").modules, "imageio_ffmpeg", None)
     assert "pip install 'dcgan[video]'" in one_line_error(
-        capsys, ["interpolate", str(run_dir), "--seeds", "1,2", "-o", str(tmp_path / "b.mp4"), "--device", "cpu"])
+        capsys, ["interpolate", str(run_dir), "--seeds", "1,2", "-o", str(tmp_path / "b.mp4"), "--device", "cpu"]
+    )
     assert not (tmp_path / "b.mp4").exists()
 
 
@@ -159,8 +181,7 @@ def test_walk_errors_are_one_line(run_dir, capsys, tmp_path):
     (tmp_path / "d.gif").mkdir()
     assert "is an existing folder" in one_line_error(capsys, [*base, "--seeds", "3,4", "-o", str(tmp_path / "d.gif")])
     assert "invalid choice" in one_line_error(capsys, [*base, "--seeds", "3,4", "--mode", "cubic"])
-    assert "checkpoint not found" in one_line_error(
-        capsys, ["interpolate", str(tmp_path / "nope"), "--seeds", "1,2"])
+    assert "checkpoint not found" in one_line_error(capsys, ["interpolate", str(tmp_path / "nope"), "--seeds", "1,2"])
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -176,9 +197,10 @@ def test_parse_expression():
 
 def test_arithmetic_grid_shows_operands_and_their_sum(run_dir, tmp_path, capsys):
     out = tmp_path / "a.png"
-    assert main(["arithmetic", str(run_dir), "[1,2,3] - 40 + 7", "-o", str(out), "--scale", "1",
-                 "--device", "cpu"]) == 0
-    G = load_generator(run_dir, CPU)
+    assert (
+        main(["arithmetic", str(run_dir), "[1,2,3] - 40 + 7", "-o", str(out), "--scale", "1", "--device", "cpu"]) == 0
+    )
+    G = Generator.from_checkpoint(run_dir, CPU)
     group = seed_noise([1, 2, 3], 100).mean(0)
     vectors = torch.stack([group, seed_noise([40], 100)[0], seed_noise([7], 100)[0]])
     result = group - vectors[1] + vectors[2]
@@ -221,9 +243,21 @@ def test_a_stopped_run_also_gets_its_gif(tmp_path, tiny_train):
     from dcgan.config import TrainConfig
     from dcgan.train import Trainer
 
-    cfg = TrainConfig(g_width=8, d_width=8, batch_size=16, max_images=64, steps=50, sample_every_steps=2,
-                      log_every_steps=2, checkpoint_every_steps=100, num_samples=4, device="cpu", num_workers=0,
-                      quiet=True, run_dir=str(tmp_path / "run"))
+    cfg = TrainConfig(
+        g_width=8,
+        d_width=8,
+        batch_size=16,
+        max_images=64,
+        steps=50,
+        sample_every_steps=2,
+        log_every_steps=2,
+        checkpoint_every_steps=100,
+        num_samples=4,
+        device="cpu",
+        num_workers=0,
+        quiet=True,
+        run_dir=str(tmp_path / "run"),
+    )
     trainer = Trainer(cfg)
     original = trainer._step
 

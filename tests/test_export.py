@@ -12,7 +12,6 @@ import torch
 from dcgan import Generator
 from dcgan.cli import main
 from dcgan.latent import seed_noise
-from dcgan.sample import load_generator
 
 CPU = torch.device("cpu")
 
@@ -27,7 +26,7 @@ def run_dir(tmp_path_factory, tiny_train):
 @pytest.fixture(scope="module")
 def eager(run_dir):
     """The EMA generator as dcgan sample uses it, and its output on 5 seeds."""
-    G = load_generator(run_dir, CPU)
+    G = Generator.from_checkpoint(run_dir, CPU)
     z = seed_noise(list(range(5)), G.latent_dim)
     with torch.no_grad():
         return G, z, G(z)
@@ -98,11 +97,13 @@ def test_from_pretrained_also_reads_checkpoints_and_run_dirs(run_dir, eager):
 
 def test_export_errors_are_one_line_and_write_nothing(run_dir, tmp_path, capsys, monkeypatch):
     assert "cannot tell the export format" in one_line_error(
-        capsys, ["export", str(run_dir), "-o", str(tmp_path / "g.bin")])
+        capsys, ["export", str(run_dir), "-o", str(tmp_path / "g.bin")]
+    )
     (tmp_path / "dir.onnx").mkdir()
     assert "is an existing folder" in one_line_error(capsys, ["export", str(run_dir), "-o", str(tmp_path / "dir.onnx")])
     assert "checkpoint not found" in one_line_error(
-        capsys, ["export", str(tmp_path / "missing"), "-o", str(tmp_path / "g.onnx")])
+        capsys, ["export", str(tmp_path / "missing"), "-o", str(tmp_path / "g.onnx")]
+    )
     monkeypatch.setitem(sys.modules, "safetensors", None)
     monkeypatch.setitem(sys.modules, "safetensors.torch", None)
     err = one_line_error(capsys, ["export", str(run_dir), "-o", str(tmp_path / "g.safetensors")])
@@ -126,7 +127,7 @@ def test_from_pretrained_rejects_what_it_cannot_load(tmp_path):
 def test_a_conditional_generator_exports_with_its_label_input(tmp_path, tiny_train):
     run = tmp_path / "cond"
     assert main(["train", "--conditional", *tiny_train, "--max-images", "128", "--run-dir", str(run)]) == 0
-    G = load_generator(run, CPU)
+    G = Generator.from_checkpoint(run, CPU)
     z, y = seed_noise(list(range(4)), G.latent_dim), torch.tensor([7, 0, 3, 7])
     with torch.no_grad():
         expected = G(z, y)

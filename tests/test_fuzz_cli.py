@@ -34,27 +34,103 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from dcgan.cli import main  # noqa: E402
+from dcgan.models import Generator  # noqa: E402
 
 EXAMPLES = int(os.environ.get("DCGAN_FUZZ_EXAMPLES", "6"))
 NIGHTLY = "DCGAN_FUZZ_EXAMPLES" in os.environ and EXAMPLES > 6
 
-TINY = ["--g-width", "8", "--d-width", "8", "--batch-size", "16", "--max-images", "32", "--log-every-steps", "1",
-        "--sample-every-steps", "1", "--checkpoint-every-steps", "1", "--num-samples", "4", "--device", "cpu",
-        "--num-workers", "0", "--quiet"]
+TINY = [
+    "--g-width",
+    "8",
+    "--d-width",
+    "8",
+    "--batch-size",
+    "16",
+    "--max-images",
+    "32",
+    "--log-every-steps",
+    "1",
+    "--sample-every-steps",
+    "1",
+    "--checkpoint-every-steps",
+    "1",
+    "--num-samples",
+    "4",
+    "--device",
+    "cpu",
+    "--num-workers",
+    "0",
+    "--quiet",
+]
 
 PATHS = [
-    "{run}", "{run}/checkpoints/latest.pt", "{run}/checkpoints/step_0000002.pt", "{run}/checkpoints/new.pt",
-    "{run}/losses.png", "{run}/samples", "{run}/samples/final.png", "{run}/samples/progress.gif",
-    "{run}/config.json", "{run}/metrics.jsonl", "{run}/new.png", "{tmp}/out.png", "{tmp}/out.gif",
-    "{tmp}/out.npz", "{tmp}/out.pt", "{tmp}/out.onnx", "{tmp}/out.safetensors", "{tmp}/out.jpg", "{tmp}/outdir",
-    "{tmp}/notes.txt", "{tmp}/notes.txt/x.png", "{tmp}/missing/deep/x.png", "{tmp}/images.npz", "{tmp}/images",
-    "{tmp}/bad.npz", "{tmp}/c.pt", "{tmp}/stats.npz", "/proc/dcgan-fuzz.png", "", "-", "{tmp}/ünï cödé.png",
+    "{run}",
+    "{run}/checkpoints/latest.pt",
+    "{run}/checkpoints/step_0000002.pt",
+    "{run}/checkpoints/new.pt",
+    "{run}/losses.png",
+    "{run}/samples",
+    "{run}/samples/final.png",
+    "{run}/samples/progress.gif",
+    "{run}/config.json",
+    "{run}/metrics.jsonl",
+    "{run}/new.png",
+    "{tmp}/out.png",
+    "{tmp}/out.gif",
+    "{tmp}/out.npz",
+    "{tmp}/out.pt",
+    "{tmp}/out.onnx",
+    "{tmp}/out.safetensors",
+    "{tmp}/out.jpg",
+    "{tmp}/outdir",
+    "{tmp}/notes.txt",
+    "{tmp}/notes.txt/x.png",
+    "{tmp}/missing/deep/x.png",
+    "{tmp}/images.npz",
+    "{tmp}/images",
+    "{tmp}/bad.npz",
+    "{tmp}/c.pt",
+    "{tmp}/stats.npz",
+    "/proc/dcgan-fuzz.png",
+    "",
+    "-",
+    "{tmp}/ünï cödé.png",
 ]
-INTS = ["-1", "0", "1", "2", "3", "7", "16", "65", "100001", "1000001", "18446744073709551616",
-        "99999999999999999999999", "1e3", "nan", "x", "", "0x10", "-0"]
+INTS = [
+    "-1",
+    "0",
+    "1",
+    "2",
+    "3",
+    "7",
+    "16",
+    "65",
+    "100001",
+    "1000001",
+    "18446744073709551616",
+    "99999999999999999999999",
+    "1e3",
+    "nan",
+    "x",
+    "",
+    "0x10",
+    "-0",
+]
 FLOATS = ["nan", "inf", "-inf", "-1", "0", "0.5", "1", "12", "1e308", "1e-320", "-0", "x", ""]
-SEEDS = ["0", "1,2", "0-3", "3-1", "-1", "0-999999999", "18446744073709551615", "18446744073709551616", "", "a",
-         "1,,2", "5-5"]
+SEEDS = [
+    "0",
+    "1,2",
+    "0-3",
+    "3-1",
+    "-1",
+    "0-999999999",
+    "18446744073709551615",
+    "18446744073709551616",
+    "",
+    "a",
+    "1,,2",
+    "5-5",
+]
 EXPRESSIONS = ["1+2", "1-2+3", "[1,2]-3", "", "+", "1--2", "18446744073709551616+1", "[0-999999999]", "[]", "1 2"]
 DATASETS = ["mnist-5k", "mnist", "cifar10", "fake", "folder", "imagenet", ""]
 
@@ -64,40 +140,128 @@ source = st.sampled_from(["{run}"] * len(PATHS) + PATHS)  # a checkpoint argumen
 out = st.sampled_from(["{tmp}/out.png", "{tmp}/out.gif", "{tmp}/out.npz", "{tmp}/out.pt", "{tmp}/fresh"] * 4 + PATHS)
 ints, floats, seeds = st.sampled_from(INTS), st.sampled_from(FLOATS), st.sampled_from(SEEDS)
 COMMANDS: dict[str, tuple[list, dict]] = {
-    "train": ([], {"--run-dir": out, "--resume": source, "--init-from": source, "--data": st.sampled_from(DATASETS),
-                   "--data-root": path, "--image-size": ints, "--channels": ints, "--latent-dim": ints,
-                   "--g-width": ints, "--batch-size": ints, "--lr-g": floats, "--ema-decay": floats,
-                   "--minutes": floats, "--seed": ints, "--r1-gamma": floats, "--augment": st.sampled_from(
-                       ["color", "bogus", "", "color,cutout"]), "--conditional": None, "--keep-every-minutes": floats}),
-    "sample": ([source], {"-n": ints, "-o": out, "--format": st.sampled_from(["grid", "folder", "npz", "x"]),
-                        "--seed": ints, "--seeds": seeds, "--class": st.sampled_from(["0", "3", "cat", ""]),
-                        "--no-ema": None}),
-    "eval": ([source], {"-n": ints, "--k": ints, "--ref": path, "--data": st.sampled_from(DATASETS),
-                      "--data-root": path, "--batch-size": ints, "--seed": ints, "--cache-dir": path,
-                      "--extractor": st.sampled_from(["digits", "inception", "x"]), "--json": None}),
-    "evaluator": ([st.just("train")], {"--out": out, "--epochs": ints, "--batch-size": ints, "--seed": ints,
-                                       "--data-root": path}),
-    "interpolate": ([source], {"--seeds": seeds, "--frames": ints, "--direction": ints, "--distance": floats,
-                             "--fps": floats, "-o": out, "--mode": st.sampled_from(["slerp", "lerp", "x"]),
-                             "--loop": None}),
+    "train": (
+        [],
+        {
+            "--run-dir": out,
+            "--resume": source,
+            "--init-from": source,
+            "--data": st.sampled_from(DATASETS),
+            "--data-root": path,
+            "--image-size": ints,
+            "--channels": ints,
+            "--latent-dim": ints,
+            "--g-width": ints,
+            "--batch-size": ints,
+            "--lr-g": floats,
+            "--ema-decay": floats,
+            "--minutes": floats,
+            "--seed": ints,
+            "--r1-gamma": floats,
+            "--augment": st.sampled_from(["color", "bogus", "", "color,cutout"]),
+            "--conditional": None,
+            "--keep-every-minutes": floats,
+        },
+    ),
+    "sample": (
+        [source],
+        {
+            "-n": ints,
+            "-o": out,
+            "--format": st.sampled_from(["grid", "folder", "npz", "x"]),
+            "--seed": ints,
+            "--seeds": seeds,
+            "--class": st.sampled_from(["0", "3", "cat", ""]),
+            "--no-ema": None,
+        },
+    ),
+    "eval": (
+        [source],
+        {
+            "-n": ints,
+            "--k": ints,
+            "--ref": path,
+            "--data": st.sampled_from(DATASETS),
+            "--data-root": path,
+            "--batch-size": ints,
+            "--seed": ints,
+            "--cache-dir": path,
+            "--extractor": st.sampled_from(["digits", "inception", "x"]),
+            "--json": None,
+        },
+    ),
+    "evaluator": (
+        [st.just("train")],
+        {"--out": out, "--epochs": ints, "--batch-size": ints, "--seed": ints, "--data-root": path},
+    ),
+    "interpolate": (
+        [source],
+        {
+            "--seeds": seeds,
+            "--frames": ints,
+            "--direction": ints,
+            "--distance": floats,
+            "--fps": floats,
+            "-o": out,
+            "--mode": st.sampled_from(["slerp", "lerp", "x"]),
+            "--loop": None,
+        },
+    ),
     "arithmetic": ([source, st.sampled_from(EXPRESSIONS)], {"-o": out, "--scale": ints}),
     "animate": ([source], {"-o": out, "--fps": floats, "--max-frames": ints}),
-    "export": ([source], {"-o": out, "--format": st.sampled_from(["torchscript", "onnx", "safetensors", "x"]),
-                        "--no-ema": None}),
+    "export": (
+        [source],
+        {"-o": out, "--format": st.sampled_from(["torchscript", "onnx", "safetensors", "x"]), "--no-ema": None},
+    ),
     "nearest": ([source], {"-n": ints, "-k": ints, "--num-compare": ints, "-o": out, "--test-data": path}),
-    "stats": ([st.sampled_from(DATASETS) | path], {"-o": out, "--image-size": ints, "--channels": ints,
-                                                   "--split": st.sampled_from(["train", "test", "x"])}),
+    "stats": (
+        [st.sampled_from(DATASETS) | path],
+        {"-o": out, "--image-size": ints, "--channels": ints, "--split": st.sampled_from(["train", "test", "x"])},
+    ),
     "demo": ([source], {"--port": ints, "--host": st.sampled_from(["127.0.0.1", "", "x"])}),
-    "bench": ([], {"--sizes": st.sampled_from(["28", "28,64", "-1", "x", ""]), "--batch-sizes": st.sampled_from(
-        ["2", "0", "100000", "x"]), "--steps": ints, "--min-repeat-s": floats, "--json": out, "--quick": None}),
-    "quality": ([], {"--budget-min": floats, "--seeds": st.sampled_from(["0", "-1", "x", "0,0"]),
-                     "--num-images": ints, "--out": out, "--jobs": ints, "--quick": None}),
+    "bench": (
+        [],
+        {
+            "--sizes": st.sampled_from(["28", "28,64", "-1", "x", ""]),
+            "--batch-sizes": st.sampled_from(["2", "0", "100000", "x"]),
+            "--steps": ints,
+            "--min-repeat-s": floats,
+            "--json": out,
+            "--quick": None,
+        },
+    ),
+    "quality": (
+        [],
+        {
+            "--budget-min": floats,
+            "--seeds": st.sampled_from(["0", "-1", "x", "0,0"]),
+            "--num-images": ints,
+            "--out": out,
+            "--jobs": ints,
+            "--quick": None,
+        },
+    ),
 }
 # options placed first so that a command that does run stays small; generated ones come after and win
-SMALL = {"train": TINY, "sample": ["-n", "4"], "eval": ["-n", "16", "--k", "0", "--extractor", "digits"],
-         "nearest": ["-n", "4", "--num-compare", "4", "--extractor", "digits", "--test-data", "folder",
-                     "--test-root", "{tmp}/images"],
-         "interpolate": ["--seeds", "1,2"], "stats": ["--extractor", "digits", "-o", "{tmp}/stats-out.npz"]}
+SMALL = {
+    "train": TINY,
+    "sample": ["-n", "4"],
+    "eval": ["-n", "16", "--k", "0", "--extractor", "digits"],
+    "nearest": [
+        "-n",
+        "4",
+        "--num-compare",
+        "4",
+        "--extractor",
+        "digits",
+        "--test-data",
+        "folder",
+        "--test-root",
+        "{tmp}/images",
+    ],
+    "interpolate": ["--seeds", "1,2"],
+    "stats": ["--extractor", "digits", "-o", "{tmp}/stats-out.npz"],
+}
 OWNED = {"animate": {"samples/progress.gif"}}  # what a command may rewrite in the run (its own output)
 LAST = {"train": ["--steps", "2"]}  # no generated option makes a training run long
 TRIMMED = {"-n": 64, "--num-images": 64, "--frames": 64, "--num-compare": 64, "--max-frames": 64}  # valid, but slow
@@ -119,8 +283,11 @@ def command_lines(draw, command: str) -> list[str]:
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _temporaries(*folders: Path) -> list[Path]:
@@ -132,8 +299,27 @@ def world(tmp_path_factory):
     """A trained run and a work folder with the files the path pool names."""
     base = tmp_path_factory.mktemp("fuzz")
     run, tmp = base / "run", base / "work"
-    assert main(["train", *TINY, "--steps", "4", "--log-every-steps", "2", "--sample-every-steps", "2",
-                 "--checkpoint-every-steps", "2", "--keep-every-steps", "2", "--run-dir", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *TINY,
+                "--steps",
+                "4",
+                "--log-every-steps",
+                "2",
+                "--sample-every-steps",
+                "2",
+                "--checkpoint-every-steps",
+                "2",
+                "--keep-every-steps",
+                "2",
+                "--run-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
     tmp.mkdir()
     (tmp / "notes.txt").write_text("not a folder\n")
     np.savez(tmp / "images.npz", images=np.random.default_rng(0).integers(0, 255, (8, 28, 28), dtype=np.uint8))
@@ -152,12 +338,13 @@ def cut_short(monkeypatch):
     """bench and quality stop once their options are validated; demo loads its generator, serves nothing;
     no progress bars."""
     from dcgan.benchmarks import quality, speed
-    from dcgan.sample import load_generator
 
     monkeypatch.setattr(speed, "run", lambda cfg, **kw: speed.validate(cfg) or {})
     monkeypatch.setattr(quality, "_run", lambda cfg, command, out: {"rows": []})
-    monkeypatch.setattr("dcgan.demo.serve", lambda checkpoint, *, device, ema, **kw: load_generator(
-        checkpoint, device, ema=ema) and None)
+    monkeypatch.setattr(
+        "dcgan.demo.serve",
+        lambda checkpoint, *, device, ema, **kw: Generator.from_checkpoint(checkpoint, device, ema=ema) and None,
+    )
     import tqdm
 
     real_init = tqdm.tqdm.__init__  # progress bars are stderr output by design; the promise is about errors
@@ -175,14 +362,23 @@ def test_fuzz(command, world, cut_short, monkeypatch):
     folders = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_dir()}
     seen: list[tuple[list[str], int]] = []
 
-    @settings(max_examples=EXAMPLES, deadline=timedelta(seconds=60), derandomize=not NIGHTLY, database=None,
-              suppress_health_check=list(HealthCheck), print_blob=True)
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=timedelta(seconds=60),
+        derandomize=not NIGHTLY,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+    )
     @given(argv=command_lines(command))
     def case(argv):
         argv = [a.format(run=run, tmp=tmp) for a in argv]
         err = io.StringIO()
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), \
-                warnings.catch_warnings(record=True) as caught:
+        with (
+            contextlib.redirect_stderr(err),
+            contextlib.redirect_stdout(io.StringIO()),
+            warnings.catch_warnings(record=True) as caught,
+        ):
             warnings.simplefilter("always")  # a warning is a line on the user's stderr too
             try:
                 code = main(argv)
@@ -210,11 +406,17 @@ def test_fuzz(command, world, cut_short, monkeypatch):
         assert not _temporaries(run, tmp), (argv, _temporaries(run, tmp))
         seen.append((argv, code))
         if os.environ.get("DCGAN_FUZZ_SHOW"):
-            print(code, " ".join(argv).replace(str(run), "RUN").replace(str(tmp), "TMP"), "->",
-                  (lines[-1] if lines else "")[:150].replace(str(run), "RUN").replace(str(tmp), "TMP"))
+            print(
+                code,
+                " ".join(argv).replace(str(run), "RUN").replace(str(tmp), "TMP"),
+                "->",
+                (lines[-1] if lines else "")[:150].replace(str(run), "RUN").replace(str(tmp), "TMP"),
+            )
 
     torch.manual_seed(0)
     case()
     assert seen, "no example ran"
-    print(f"fuzz {command}: {len(seen)} examples, exit 0: {sum(c == 0 for _, c in seen)}, "
-          f"exit 2: {sum(c == 2 for _, c in seen)}")
+    print(
+        f"fuzz {command}: {len(seen)} examples, exit 0: {sum(c == 0 for _, c in seen)}, "
+        f"exit 2: {sum(c == 2 for _, c in seen)}"
+    )

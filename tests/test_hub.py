@@ -14,10 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcgan import Generator
-from dcgan import hub
+from dcgan import Generator, hub
 from dcgan.cli import main
-from dcgan.sample import load_generator
 
 yaml = pytest.importorskip("yaml", reason="the card's YAML metadata is parsed with PyYAML (in dcgan[test])")
 
@@ -60,8 +58,21 @@ def test_card_carries_the_measured_figures(run, tmp_path, capsys):
     figures = json.loads(capsys.readouterr().out)
     (tmp_path / "eval.json").write_text(json.dumps(figures))
     folder = tmp_path / "hub"
-    assert main(["export", str(run), "--hub-folder", str(folder), "--eval-json", str(tmp_path / "eval.json"),
-                 "--license", "cc-by-sa-3.0"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(run),
+                "--hub-folder",
+                str(folder),
+                "--eval-json",
+                str(tmp_path / "eval.json"),
+                "--license",
+                "cc-by-sa-3.0",
+            ]
+        )
+        == 0
+    )
     meta, body = _front_matter((folder / "README.md").read_text())
     assert meta["license"] == "cc-by-sa-3.0" and meta["metrics"] == ["fid"]
     assert f"| FID | {figures['fid']:.3f}: 64 samples (seed 0) against mnist-5k train, 5,000 images, digits" in body
@@ -73,7 +84,7 @@ def test_card_carries_the_measured_figures(run, tmp_path, capsys):
 def test_round_trip_from_the_folder_is_the_runs_ema_generator_bit_for_bit(run, tmp_path):
     folder = hub.write_folder(run, tmp_path / "hub")
     G = Generator.from_pretrained(folder)
-    reference = load_generator(run, torch.device("cpu"), ema=True)
+    reference = Generator.from_checkpoint(run, torch.device("cpu"), ema=True)
     a, b = G.state_dict(), reference.state_dict()
     assert a.keys() == b.keys()
     for name in a:
@@ -102,7 +113,9 @@ def test_export_needs_one_of_out_and_hub_folder(run, tmp_path, capsys):
 
 def test_eval_json_of_another_step_is_refused(run, tmp_path, capsys):
     (tmp_path / "eval.json").write_text(json.dumps({"fid": 1.0, "extractor": "digits", "step": 3}))
-    assert main(["export", str(run), "--hub-folder", str(tmp_path / "h"), "--eval-json", str(tmp_path / "eval.json")]) == 2
+    assert (
+        main(["export", str(run), "--hub-folder", str(tmp_path / "h"), "--eval-json", str(tmp_path / "eval.json")]) == 2
+    )
     assert "scored step 3, but the run is at step 4" in capsys.readouterr().err
 
 

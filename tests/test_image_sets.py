@@ -63,8 +63,10 @@ def test_eval_of_images_has_precision_and_recall_and_ignores_order(image_sets, c
     assert from_npz["precision"] > 0.6 and from_npz["recall"] > 0.6
     no_pr = run_json(capsys, ["eval", str(base / "digits.npz"), *common, "--k", "0"])
     assert no_pr["precision"] is None and no_pr["fid"] == from_npz["fid"]
-    assert from_npz["missing"] == {} and no_pr["missing"] == {"precision": "skipped (--k 0)",
-                                                               "recall": "skipped (--k 0)"}
+    assert from_npz["missing"] == {} and no_pr["missing"] == {
+        "precision": "skipped (--k 0)",
+        "recall": "skipped (--k 0)",
+    }
     capsys.readouterr()
     assert main(["eval", str(base / "digits.npz"), *common[:-3], "--k", "0"]) == 0
     table = capsys.readouterr().out
@@ -117,7 +119,8 @@ def test_frechet_from_statistics_is_the_feature_fid():
     a = torch.randn(2000, 6, dtype=torch.float64)
     b = torch.randn(1500, 6, dtype=torch.float64) @ torch.randn(6, 6, dtype=torch.float64) + 0.3
     assert frechet_from_statistics(*feature_statistics(a), *feature_statistics(b)) == pytest.approx(
-        frechet_distance(a, b), rel=1e-8)
+        frechet_distance(a, b), rel=1e-8
+    )
 
 
 def test_stats_errors_are_one_line(capsys, tmp_path, image_sets):
@@ -125,5 +128,6 @@ def test_stats_errors_are_one_line(capsys, tmp_path, image_sets):
     assert "must end in .npz" in one_line_error(capsys, ["stats", str(base / "digits.npz"), "-o", str(tmp_path / "r")])
     assert "unknown dataset" in one_line_error(capsys, ["stats", "nonsense", "-o", str(tmp_path / "r.npz")])
     assert "no mu and sigma" in one_line_error(
-        capsys, ["eval", str(base / "digits.npz"), "--ref", str(base / "digits.npz")])
+        capsys, ["eval", str(base / "digits.npz"), "--ref", str(base / "digits.npz")]
+    )
     assert not (tmp_path / "r.npz").exists()

@@ -25,17 +25,38 @@ from dcgan.options import INIT_FIELDS, resolve
 from dcgan.train import Trainer
 
 # no architecture options: a fine-tuning run takes them from its source
-RUN = ["--batch-size", "16", "--max-images", "64", "--steps", "4", "--log-every-steps", "2",
-       "--sample-every-steps", "2", "--checkpoint-every-steps", "2", "--num-samples", "16",
-       "--device", "cpu", "--num-workers", "0", "--quiet"]
+RUN = [
+    "--batch-size",
+    "16",
+    "--max-images",
+    "64",
+    "--steps",
+    "4",
+    "--log-every-steps",
+    "2",
+    "--sample-every-steps",
+    "2",
+    "--checkpoint-every-steps",
+    "2",
+    "--num-samples",
+    "16",
+    "--device",
+    "cpu",
+    "--num-workers",
+    "0",
+    "--quiet",
+]
 SOURCE_ARCH = ["--latent-dim", "16", "--g-width", "8", "--d-width", "8"]
 FINE_TUNE = ["--data", "fake", "--seed", "1"]
 NETWORKS = ("G", "D", "G_ema")
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -60,11 +81,24 @@ def fine_tuned(source, tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 
 def _config(source: Path, tmp_path: Path, **options) -> TrainConfig:
-    return TrainConfig(init_from=str(source), data="fake", seed=1, batch_size=16, max_images=64, epochs=None,
-                       steps=4, device="cpu", num_workers=0, quiet=True, run_dir=str(tmp_path / "new"), **options)
+    return TrainConfig(
+        init_from=str(source),
+        data="fake",
+        seed=1,
+        batch_size=16,
+        max_images=64,
+        epochs=None,
+        steps=4,
+        device="cpu",
+        num_workers=0,
+        quiet=True,
+        run_dir=str(tmp_path / "new"),
+        **options,
+    )
 
 
 # --------------------------------------------------------------------------- what is carried over
+
 
 def test_a_new_trainer_holds_the_sources_weights_exactly_and_everything_else_fresh(source, tmp_path):
     A = ckpt.load(source)
@@ -113,7 +147,10 @@ def test_a_checkpoint_file_works_as_well_as_a_run_directory(source, tmp_path):
 
 
 def test_resuming_a_fine_tuned_run_continues_from_its_own_checkpoint_never_the_source(
-    source, fine_tuned, tmp_path, capsys,
+    source,
+    fine_tuned,
+    tmp_path,
+    capsys,
 ):
     copy, split = tmp_path / "A-copy", tmp_path / "split"
     shutil.copytree(source, copy)
@@ -188,13 +225,17 @@ def _without_ema(tmp: Path) -> Path:
     return tmp / "no-ema.pt"
 
 
-@pytest.mark.parametrize("make, expect", [
-    (lambda tmp: tmp / "nothing", "--init-from: checkpoint not found"),
-    (lambda tmp: tmp, "--init-from: no checkpoint in"),  # a folder that is no run directory
-    (_text_file, "is not a readable checkpoint"),
-    (_foreign_file, "is not a dcgan checkpoint"),
-    (_without_ema, "is not a dcgan training checkpoint (no G_ema)"),
-], ids=["missing", "folder-without-checkpoint", "text-file", "foreign-file", "no-ema"])
+@pytest.mark.parametrize(
+    "make, expect",
+    [
+        (lambda tmp: tmp / "nothing", "--init-from: checkpoint not found"),
+        (lambda tmp: tmp, "--init-from: no checkpoint in"),  # a folder that is no run directory
+        (_text_file, "is not a readable checkpoint"),
+        (_foreign_file, "is not a dcgan checkpoint"),
+        (_without_ema, "is not a dcgan training checkpoint (no G_ema)"),
+    ],
+    ids=["missing", "folder-without-checkpoint", "text-file", "foreign-file", "no-ema"],
+)
 def test_a_path_that_is_no_training_checkpoint_is_refused_before_any_work(make, expect, tmp_path, capsys):
     path = make(tmp_path)
     new = tmp_path / "new"
@@ -205,7 +246,10 @@ def test_a_path_that_is_no_training_checkpoint_is_refused_before_any_work(make, 
 
 
 def test_a_conditional_source_fine_tunes_onto_as_many_classes_named_by_the_new_data(
-    tmp_path, tiny_train, capsys, mnist5k,
+    tmp_path,
+    tiny_train,
+    capsys,
+    mnist5k,
 ):
     from PIL import Image
 
@@ -219,11 +263,41 @@ def test_a_conditional_source_fine_tunes_onto_as_many_classes_named_by_the_new_d
             for i in (digits.labels == k).nonzero().view(-1)[:4].tolist():
                 Image.fromarray(digits.images[i, 0].numpy()).save(root / f"c{k}" / f"{i}.png")
     run = tmp_path / "tuned"
-    assert main(["train", "--init-from", str(source), "--data", "folder", "--data-root", str(tmp_path / "folder10"),
-                 *tiny_train, "--run-dir", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--init-from",
+                str(source),
+                "--data",
+                "folder",
+                "--data-root",
+                str(tmp_path / "folder10"),
+                *tiny_train,
+                "--run-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
     config = json.loads((run / "config.json").read_text())
     assert config["conditional"] is True and config["class_names"] == [f"c{k}" for k in range(10)]
     capsys.readouterr()
-    assert main(["train", "--init-from", str(source), "--data", "folder", "--data-root", str(tmp_path / "folder3"),
-                 *tiny_train, "--run-dir", str(tmp_path / "three")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--init-from",
+                str(source),
+                "--data",
+                "folder",
+                "--data-root",
+                str(tmp_path / "folder3"),
+                *tiny_train,
+                "--run-dir",
+                str(tmp_path / "three"),
+            ]
+        )
+        == 2
+    )
     assert "draws 10 classes, but folder has 3" in capsys.readouterr().err

@@ -16,9 +16,7 @@ def test_losses_equal_sigmoid_plus_bce():
     bce = nn.BCELoss()
     p_real, p_fake = torch.sigmoid(logits_real), torch.sigmoid(logits_fake)
     ones, zeros = torch.ones(16, 1), torch.zeros(16, 1)
-    torch.testing.assert_close(
-        discriminator_loss(logits_real, logits_fake), bce(p_real, ones) + bce(p_fake, zeros)
-    )
+    torch.testing.assert_close(discriminator_loss(logits_real, logits_fake), bce(p_real, ones) + bce(p_fake, zeros))
     torch.testing.assert_close(generator_loss(logits_fake), bce(p_fake, ones))
     # one-sided label smoothing: only the real target moves
     torch.testing.assert_close(

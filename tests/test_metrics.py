@@ -16,14 +16,21 @@ from dcgan.cli import main
 from dcgan.data import DataSpec, InMemoryImages, load, to_model_range
 from dcgan.errors import UserError
 from dcgan.metrics import (
-    DigitClassifier, digit_extractor, evaluate, frechet_distance, inception_extractor, kernel_distance,
-    load_evaluator, real_features, train_evaluator,
+    DigitClassifier,
+    digit_extractor,
+    evaluate,
+    frechet_distance,
+    inception_extractor,
+    kernel_distance,
+    load_evaluator,
+    real_features,
+    train_evaluator,
 )
 from dcgan.metrics.evaluate import cache_path, class_coverage, inception_score
-from dcgan.metrics.evaluator import accuracy
-from dcgan.sample import generate, load_generator
-from dcgan.metrics.evaluator import _shift, save_evaluator
+from dcgan.metrics.evaluator import _shift, accuracy, save_evaluator
 from dcgan.metrics.inception import WEIGHTS_URL, InceptionExtractor
+from dcgan.models import Generator
+from dcgan.sample import generate
 
 
 class LinearExtractor(nn.Module):
@@ -128,8 +135,18 @@ def test_inception_score_is_one_for_one_class_and_the_class_count_for_confident_
 def test_class_coverage_counts_predicted_classes():
     predictions = torch.tensor([0, 0, 0, 1, 2, 2, 9, 9, 9, 9])
     shares = class_coverage(torch.nn.functional.one_hot(predictions, 10).float(), tuple("0123456789"))
-    assert shares == {"0": 0.3, "1": 0.1, "2": 0.2, "3": 0.0, "4": 0.0, "5": 0.0, "6": 0.0, "7": 0.0, "8": 0.0,
-                      "9": 0.4}
+    assert shares == {
+        "0": 0.3,
+        "1": 0.1,
+        "2": 0.2,
+        "3": 0.0,
+        "4": 0.0,
+        "5": 0.0,
+        "6": 0.0,
+        "7": 0.0,
+        "8": 0.0,
+        "9": 0.4,
+    }
 
 
 class ThresholdClassifier(LinearExtractor):
@@ -153,14 +170,16 @@ def test_evaluate_reports_class_coverage_and_a_collapse(mnist5k):
     brightness = real.float().mean((1, 2, 3))
     threshold = brightness.median().item()
     expected_bright = (brightness > threshold).float().mean().item()
-    result = evaluate(ReplayGenerator(real), real, ThresholdClassifier(threshold), num_images=400, batch_size=64,
-                      progress=False)
+    result = evaluate(
+        ReplayGenerator(real), real, ThresholdClassifier(threshold), num_images=400, batch_size=64, progress=False
+    )
     assert result.class_shares == {"dark": 1 - expected_bright, "bright": expected_bright}
     assert result.min_class_share == min(expected_bright, 1 - expected_bright)
 
     collapsed = real[:1].expand(400, -1, -1, -1)  # every sample the same image
-    result = evaluate(ReplayGenerator(collapsed), real, ThresholdClassifier(threshold), num_images=400,
-                      batch_size=64, progress=False)
+    result = evaluate(
+        ReplayGenerator(collapsed), real, ThresholdClassifier(threshold), num_images=400, batch_size=64, progress=False
+    )
     assert result.min_class_share == 0.0
     assert result.is_mean == pytest.approx(1.0, abs=1e-6)
 
@@ -222,8 +241,12 @@ def test_training_shifts_are_windows_of_the_padded_image(mnist5k):
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2), value=-1.0)
     offsets = []
     for image, original in zip(shifted, padded):
-        matches = [(dy, dx) for dy in range(5) for dx in range(5)
-                   if torch.equal(image[0], original[0, dy : dy + 28, dx : dx + 28])]
+        matches = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(image[0], original[0, dy : dy + 28, dx : dx + 28])
+        ]
         assert matches, "every output is the image shifted by at most 2 pixels"
         offsets.append(matches[0])
     assert len(set(offsets)) > 1, "each image draws its own shift"
@@ -247,15 +270,17 @@ def test_real_statistics_are_cached_reused_and_keyed(tmp_path, mnist5k):
         return real
 
     extractor = LinearExtractor()
-    first = evaluate(ReplayGenerator(fake), load_real, extractor, num_images=200, cache_key=key,
-                     cache_dir=tmp_path, progress=False)
+    first = evaluate(
+        ReplayGenerator(fake), load_real, extractor, num_images=200, cache_key=key, cache_dir=tmp_path, progress=False
+    )
     assert extractor.images_seen == 300 + 200 and len(loads) == 1
     files = list(tmp_path.iterdir())
     assert files == [cache_path(tmp_path, {**key, "extractor": "linear-0"})]
     assert files[0].name.startswith("mnist-5k-train-28px-linear-")
 
-    second = evaluate(ReplayGenerator(fake), load_real, extractor, num_images=200, cache_key=key,
-                      cache_dir=tmp_path, progress=False)
+    second = evaluate(
+        ReplayGenerator(fake), load_real, extractor, num_images=200, cache_key=key, cache_dir=tmp_path, progress=False
+    )
     assert extractor.images_seen == 300 + 200 + 200, "the second call reads the real features from the cache"
     assert len(loads) == 1, "a cache hit does not even load the data"
     assert second.fid == first.fid and second.kid_mean == first.kid_mean
@@ -341,8 +366,9 @@ def test_the_torch_fidelity_network_loads_from_a_weights_file(tmp_path, monkeypa
     torch.save({}, tmp_path / "empty.pth")
     with monkeypatch.context() as patch:
         patch.setattr(network, "load_state_dict", lambda self, state_dict, *args, **kwargs: None)
-        random_init = network("inception-v3-compat", ["2048"],
-                              feature_extractor_weights_path=str(tmp_path / "empty.pth"))
+        random_init = network(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(tmp_path / "empty.pth")
+        )
     torch.save(random_init.state_dict(), tmp_path / "random.pth")
 
     extractor = inception_extractor(tmp_path / "random.pth")
@@ -356,10 +382,29 @@ def test_the_torch_fidelity_network_loads_from_a_weights_file(tmp_path, monkeypa
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("eval") / "run"
-    assert main([
-        "train", "--steps", "3", "--g-width", "8", "--d-width", "8", "--batch-size", "16", "--max-images", "128",
-        "--quiet", "--device", "cpu", "--run-dir", str(run_dir),
-    ]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--steps",
+                "3",
+                "--g-width",
+                "8",
+                "--d-width",
+                "8",
+                "--batch-size",
+                "16",
+                "--max-images",
+                "128",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--run-dir",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
     return run_dir
 
 
@@ -375,7 +420,7 @@ def test_eval_cli_json(tiny_run, tmp_path, capsys):
     assert list(shares) == [str(i) for i in range(10)] and sum(shares.values()) == pytest.approx(1.0)
     assert out["min_class_share"] == min(shares.values()) == shares[out["min_class"]]
     # IS and the shares are those of the evaluator's logits on exactly the generated images
-    images = generate(load_generator(tiny_run, torch.device("cpu")), 200, seed=0, batch_size=250)
+    images = generate(Generator.from_checkpoint(tiny_run, torch.device("cpu")), 200, seed=0, batch_size=250)
     logits = digit_extractor().features_and_logits(images)[1]
     assert out["is_mean"] == pytest.approx(inception_score(logits, seed=0)[0], rel=1e-6)
     assert out["class_shares"] == pytest.approx(class_coverage(logits, tuple(shares)), rel=1e-6)
@@ -406,9 +451,30 @@ def test_evaluation_during_training_logs_fid_and_keeps_best(tmp_path):
     from dcgan.cli import main
 
     run = tmp_path / "run"
-    argv = ["train", "--steps", "4", "--g-width", "8", "--d-width", "8", "--batch-size", "16", "--max-images", "128",
-            "--quiet", "--device", "cpu", "--log-every-steps", "2", "--eval-every-steps", "2",
-            "--eval-num-images", "64", "--run-dir", str(run)]
+    argv = [
+        "train",
+        "--steps",
+        "4",
+        "--g-width",
+        "8",
+        "--d-width",
+        "8",
+        "--batch-size",
+        "16",
+        "--max-images",
+        "128",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--log-every-steps",
+        "2",
+        "--eval-every-steps",
+        "2",
+        "--eval-num-images",
+        "64",
+        "--run-dir",
+        str(run),
+    ]
     assert main(argv) == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "fid" in r]

@@ -272,8 +272,16 @@ class ClassicDiscriminator(nn.Module):
 def layer_signature(module: nn.Module) -> tuple:
     """Type and every size-relevant hyperparameter of one layer."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        return (type(module), module.in_channels, module.out_channels, module.kernel_size,
-                module.stride, module.padding, module.output_padding, module.bias is None)
+        return (
+            type(module),
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.output_padding,
+            module.bias is None,
+        )
     if isinstance(module, nn.BatchNorm2d):
         return (type(module), module.num_features, module.eps, module.momentum, module.affine)
     if isinstance(module, nn.LeakyReLU):
@@ -358,3 +366,16 @@ def test_discriminator_rejects_wrongly_shaped_images(shape):
     for call in (D, D.logits):
         with pytest.raises(ValueError, match=r"\[B, 1, 28, 28\]"):
             call(torch.randn(shape))
+
+
+def test_a_conditional_generator_keeps_its_class_names_and_builds_from_a_config():
+    from dcgan.config import TrainConfig
+
+    G = Generator(num_classes=2, class_names=("cat", "dog"))
+    assert G.class_names == ("cat", "dog") and Generator().class_names == ()
+    with pytest.raises(ValueError, match="1 class names for 2 classes"):
+        Generator(num_classes=2, class_names=("cat",))
+    cfg = TrainConfig(image_size=32, channels=3, conditional=True, class_names=("a", "b", "c")).resolved()
+    G = Generator.from_config(cfg)
+    assert (G.image_size, G.channels, G.width, G.num_classes, G.class_names) == (32, 3, cfg.g_width, 3, ("a", "b", "c"))
+    assert Generator.from_config(TrainConfig(class_names=("a", "b")).resolved()).class_names == ()  # unconditional

@@ -65,8 +65,10 @@ def test_dcgan_nearest_on_a_run(tmp_path, tiny_train, mnist5k, capsys):
         for i, image in enumerate(images):
             Image.fromarray(image[0].numpy()).save(tmp_path / name / f"{i:03d}.png")
     run = tmp_path / "run"
-    assert main(["train", *tiny_train, "--data", "folder", "--data-root", str(tmp_path / "train"),
-                 "--run-dir", str(run)]) == 0
+    assert (
+        main(["train", *tiny_train, "--data", "folder", "--data-root", str(tmp_path / "train"), "--run-dir", str(run)])
+        == 0
+    )
     out = tmp_path / "nn.png"
     base = ["nearest", str(run), "-n", "5", "-k", "2", "--num-compare", "30", "-o", str(out), "--device", "cpu"]
     capsys.readouterr()
@@ -82,9 +84,44 @@ def test_dcgan_nearest_on_a_run(tmp_path, tiny_train, mnist5k, capsys):
 
     # a run on the first 40 images is compared with those 40, not the whole folder
     small = tmp_path / "small"
-    assert main(["train", *tiny_train, "--data", "folder", "--data-root", str(tmp_path / "train"),
-                 "--max-images", "40", "--batch-size", "8", "--run-dir", str(small)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *tiny_train,
+                "--data",
+                "folder",
+                "--data-root",
+                str(tmp_path / "train"),
+                "--max-images",
+                "40",
+                "--batch-size",
+                "8",
+                "--run-dir",
+                str(small),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["nearest", str(small), "-n", "5", "--num-compare", "30", "-o", str(tmp_path / "small.png"),
-                 "--test-data", "folder", "--test-root", str(tmp_path / "test"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "nearest",
+                str(small),
+                "-n",
+                "5",
+                "--num-compare",
+                "30",
+                "-o",
+                str(tmp_path / "small.png"),
+                "--test-data",
+                "folder",
+                "--test-root",
+                str(tmp_path / "test"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["num_train"] == 40

@@ -12,8 +12,20 @@ from dcgan.errors import UserError
 from dcgan.options import Resolved, given_options, resolve
 from dcgan.train import Trainer
 
-TINY = dict(g_width=8, d_width=8, batch_size=16, max_images=64, log_every_steps=2, sample_every_steps=2,
-            checkpoint_every_steps=2, num_samples=16, device="cpu", num_workers=0, quiet=True, epochs=None)
+TINY = dict(
+    g_width=8,
+    d_width=8,
+    batch_size=16,
+    max_images=64,
+    log_every_steps=2,
+    sample_every_steps=2,
+    checkpoint_every_steps=2,
+    num_samples=16,
+    device="cpu",
+    num_workers=0,
+    quiet=True,
+    epochs=None,
+)
 
 
 def test_the_trainer_keeps_the_resolved_config_unchanged_through_a_run_and_a_resume(tmp_path):
@@ -44,8 +56,8 @@ def test_the_config_is_frozen():
 def test_resolve_fills_the_size_dependent_defaults_and_never_changes_its_argument(tmp_path):
     given = TrainConfig(steps=1, image_size=64, channels=3)
     resolved = resolve(given)
-    assert given.d_width is None and given.run_dir is None  # untouched
-    assert resolved.cfg.d_width == 64
+    assert given.g_width is None and given.d_width is None and given.run_dir is None  # untouched
+    assert (resolved.cfg.g_width, resolved.cfg.d_width) == (32, 16)  # the 64x64 defaults (config.default_widths)
     assert resolved.cfg.run_dir.startswith("runs/mnist-5k-64px-")
     assert isinstance(resolved, Resolved) and resolved.checkpoint is None
 
@@ -53,8 +65,9 @@ def test_resolve_fills_the_size_dependent_defaults_and_never_changes_its_argumen
 def test_validation_comes_before_the_device_and_any_file(tmp_path):
     # an unknown device would fail in choose_device; the bad value must be reported first
     with pytest.raises(UserError, match="--batch-size must be at least 1"):
-        resolve(TrainConfig(batch_size=0, device="cuda:7", run_dir=str(tmp_path / "run")),
-                resume=str(tmp_path / "missing"))
+        resolve(
+            TrainConfig(batch_size=0, device="cuda:7", run_dir=str(tmp_path / "run")), resume=str(tmp_path / "missing")
+        )
     assert not (tmp_path / "run").exists()
 
 
@@ -82,10 +95,17 @@ def test_a_new_run_refuses_a_folder_that_is_not_empty(tmp_path):
 # --------------------------------------------------------------------------- the data's own shape
 
 
-@pytest.mark.parametrize("size, mode, expected", [
-    ((28, 28), "L", (28, 1)), ((32, 32), "RGB", (32, 3)), ((64, 64), "RGB", (64, 3)),
-    ((178, 218), "RGB", (64, 3)), ((100, 100), "L", (64, 1)), ((32, 32), "P", (32, 3)),
-])
+@pytest.mark.parametrize(
+    "size, mode, expected",
+    [
+        ((28, 28), "L", (28, 1)),
+        ((32, 32), "RGB", (32, 3)),
+        ((64, 64), "RGB", (64, 3)),
+        ((178, 218), "RGB", (64, 3)),
+        ((100, 100), "L", (64, 1)),
+        ((32, 32), "P", (32, 3)),
+    ],
+)
 def test_a_folder_trains_at_its_images_own_size_and_mode(tmp_path, size, mode, expected):
     from PIL import Image
 

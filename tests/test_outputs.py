@@ -20,11 +20,17 @@ import numpy as np
 import pytest
 import torch
 
-from dcgan import outputs
 from dcgan.cli import main
 from dcgan.errors import UserError
 from dcgan.outputs import (
-    check_output, check_suffix, is_checkpoint, run_dir_of, write_cache, write_failure, writing, writing_folder,
+    check_output,
+    check_suffix,
+    is_checkpoint,
+    run_dir_of,
+    write_cache,
+    write_failure,
+    writing,
+    writing_folder,
 )
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -38,8 +44,11 @@ def run(tmp_path_factory, tiny_train) -> Path:
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _one_error_line(capsys, argv: list[str]) -> str:
@@ -102,7 +111,7 @@ def test_a_bug_in_a_writer_keeps_its_traceback(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with writing(tmp_path / "x.bin") as tmp:
             tmp.write_bytes(b"half")
-            1 / 0
+            _ = 1 / 0  # a bug: not an I/O error
     assert os.listdir(tmp_path) == []
 
 
@@ -147,8 +156,13 @@ def test_any_exception_type_is_a_disk_failure_when_the_disk_is_full(tmp_path, mo
 
 def _tmpfs(mount: Path) -> None:
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("mounting a tmpfs needs root (the monkeypatched disk-full cases in test_bad_input.py still run)")
 
 
@@ -199,8 +213,9 @@ WRITERS = {
 
 
 @pytest.mark.parametrize("writer", list(WRITERS))
-def test_every_writer_on_a_full_disk_says_so_in_one_line(writer, full_disk, run, tmp_path, tiny_train, capsys,
-                                                         monkeypatch):
+def test_every_writer_on_a_full_disk_says_so_in_one_line(
+    writer, full_disk, run, tmp_path, tiny_train, capsys, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     npz = tmp_path / "d.npz"
     np.savez(npz, images=np.random.default_rng(0).integers(0, 255, (8, 28, 28), dtype=np.uint8))
@@ -220,6 +235,7 @@ def _quiet_tqdm_init():
 
     def init(self, *args, **kwargs):
         real_init(self, *args, **{**kwargs, "disable": True})
+
     return init
 
 
@@ -234,12 +250,26 @@ def test_the_training_checkpoint_on_a_full_disk(empty_disk, tiny_train, capsys, 
 def test_a_full_statistics_cache_warns_and_eval_carries_on(full_disk, run, capsys, monkeypatch):
     monkeypatch.setattr("tqdm.tqdm.__init__", _quiet_tqdm_init())
     capsys.readouterr()
-    code = main(["eval", str(run), "-n", "16", "--k", "0", "--extractor", "digits", "--json",
-                 "--cache-dir", str(full_disk / "out" / "stats")])
+    code = main(
+        [
+            "eval",
+            str(run),
+            "-n",
+            "16",
+            "--k",
+            "0",
+            "--extractor",
+            "digits",
+            "--json",
+            "--cache-dir",
+            str(full_disk / "out" / "stats"),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert [line for line in captured.err.splitlines() if line.strip()] == [
-        line for line in captured.err.splitlines() if line.startswith("warning: could not write the statistics cache")]
+        line for line in captured.err.splitlines() if line.startswith("warning: could not write the statistics cache")
+    ]
     assert '"fid"' in captured.out
     assert not list((full_disk / "out").rglob(".*tmp*"))
 
@@ -268,18 +298,28 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("argv,out", [
-    ("export {run} -o {tmp}/G.pt", "G.pt"),
-    ("sample {run} -n 8 -o {tmp}/imgs", "imgs"),
-], ids=["export", "sample-folder"])
+@pytest.mark.parametrize(
+    "argv,out",
+    [
+        ("export {run} -o {tmp}/G.pt", "G.pt"),
+        ("sample {run} -n 8 -o {tmp}/imgs", "imgs"),
+    ],
+    ids=["export", "sample-folder"],
+)
 def test_sigterm_mid_write_leaves_nothing_behind(argv, out, run, tmp_path):
     script = tmp_path / "slow.py"
     script.write_text(_SLOW_WRITER.format(src=SRC))
     work = tmp_path / "work"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(script), *argv.format(run=run, tmp=work).split()],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *argv.format(run=run, tmp=work).split()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     try:
         assert proc.stdout.readline().strip() == "writing", proc.stderr.read()
         assert os.listdir(work), "the temporary file or folder is there while it is written"
@@ -301,8 +341,19 @@ def test_a_run_stopped_before_its_first_row_has_a_log_and_a_plot(tmp_path, tiny_
     from dcgan.config import TrainConfig
     from dcgan.train import Trainer
 
-    cfg = TrainConfig(g_width=8, d_width=8, batch_size=16, max_images=64, steps=4, log_every_steps=100,
-                      device="cpu", num_workers=0, quiet=True, num_samples=16, run_dir=str(tmp_path / "run"))
+    cfg = TrainConfig(
+        g_width=8,
+        d_width=8,
+        batch_size=16,
+        max_images=64,
+        steps=4,
+        log_every_steps=100,
+        device="cpu",
+        num_workers=0,
+        quiet=True,
+        num_samples=16,
+        run_dir=str(tmp_path / "run"),
+    )
     trainer = Trainer(cfg)
     trainer.stop.reason = "SIGTERM"  # as if the signal came before the first step
     trainer.run()
@@ -330,12 +381,14 @@ def test_the_real_statistics_cache_is_keyed_by_content(tmp_path, mnist5k):
     folder.mkdir()
     (folder / "a.bin").write_bytes(b"one")
     key = {"dataset": "folder", "root": str(folder), "split": "train", "image_size": 28, "channels": 1}
-    first, path1 = real_features(mnist5k.images[:50], LinearExtractor(), key=key, cache_dir=tmp_path / "c",
-                                 progress=False)
+    first, path1 = real_features(
+        mnist5k.images[:50], LinearExtractor(), key=key, cache_dir=tmp_path / "c", progress=False
+    )
     time.sleep(0.01)
     (folder / "a.bin").write_bytes(b"two!")  # the images were replaced: same folder, other content
-    second, path2 = real_features(mnist5k.images[50:100], LinearExtractor(), key=key, cache_dir=tmp_path / "c",
-                                  progress=False)
+    second, path2 = real_features(
+        mnist5k.images[50:100], LinearExtractor(), key=key, cache_dir=tmp_path / "c", progress=False
+    )
     assert path1 != path2 and not torch.equal(first, second)
 
 

@@ -24,8 +24,13 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 # what must ship inside the package, as paths in the wheel
-PACKAGE_DATA = ("dcgan/py.typed", "dcgan/weights/mnist_evaluator.pt", "dcgan/pretrained/mnist.safetensors",
-                "dcgan/pretrained/mnist.json", "dcgan/pretrained/mnist.png")
+PACKAGE_DATA = (
+    "dcgan/py.typed",
+    "dcgan/weights/mnist_evaluator.pt",
+    "dcgan/pretrained/mnist.safetensors",
+    "dcgan/pretrained/mnist.json",
+    "dcgan/pretrained/mnist.png",
+)
 
 
 def _run(args, **kwargs) -> tuple[subprocess.CompletedProcess, float]:
@@ -51,8 +56,8 @@ def dist(tmp_path_factory) -> Path:
 
 
 def test_wheel_and_sdist_hold_the_weights_cards_and_type_marker(dist):
-    wheel, = dist.glob("dcgan-*.whl")
-    sdist, = dist.glob("dcgan-*.tar.gz")
+    (wheel,) = dist.glob("dcgan-*.whl")
+    (sdist,) = dist.glob("dcgan-*.tar.gz")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert set(PACKAGE_DATA) <= names, set(PACKAGE_DATA) - names
     assert "dcgan/pretrained/__init__.py" in names and not any(n.startswith("tests/") for n in names)
@@ -62,15 +67,16 @@ def test_wheel_and_sdist_hold_the_weights_cards_and_type_marker(dist):
 
 
 def test_the_wheel_installed_in_a_fresh_venv_trains_samples_and_evaluates(dist, tmp_path):
-    wheel, = dist.glob("dcgan-*.whl")
+    (wheel,) = dist.glob("dcgan-*.whl")
     venv = tmp_path / "venv"
     try:
         _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)])
     except AssertionError as e:
         pytest.skip(f"cannot make a virtual environment with pip here: {str(e).splitlines()[-1]}")
     python, dcgan = venv / "bin" / "python", venv / "bin" / "dcgan"
-    _, install_s = _run([python, "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", "-q",
-                         str(wheel)])
+    _, install_s = _run(
+        [python, "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", "-q", str(wheel)]
+    )
     work = tmp_path / "elsewhere"  # not the checkout: nothing of it can be imported from here
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -78,11 +84,13 @@ def test_the_wheel_installed_in_a_fresh_venv_trains_samples_and_evaluates(dist, 
     where, _ = _run([python, "-c", "import dcgan; print(dcgan.__file__)"], cwd=work, env=env)
     assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout
     times = {"install": install_s}
-    _, times["train --dry-run"] = _run([dcgan, "train", "--dry-run", "--run-dir", "run", "--device", "cpu", "--quiet"],
-                                       cwd=work, env=env)
+    _, times["train --dry-run"] = _run(
+        [dcgan, "train", "--dry-run", "--run-dir", "run", "--device", "cpu", "--quiet"], cwd=work, env=env
+    )
     assert (work / "run" / "checkpoints" / "latest.pt").is_file()
-    _, times["sample --pretrained mnist"] = _run([dcgan, "sample", "--pretrained", "mnist", "-o", "grid.png"],
-                                                 cwd=work, env=env)
+    _, times["sample --pretrained mnist"] = _run(
+        [dcgan, "sample", "--pretrained", "mnist", "-o", "grid.png"], cwd=work, env=env
+    )
     assert (work / "grid.png").stat().st_size > 1000
     result, times["eval"] = _run([dcgan, "eval", "run", "-n", "200", "--k", "0", "--json"], cwd=work, env=env)
     figures = json.loads(result.stdout)

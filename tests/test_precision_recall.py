@@ -10,6 +10,7 @@ from dcgan.metrics.precision_recall import knn_radii, precision_recall
 
 def brute_force(real: torch.Tensor, fake: torch.Tensor, k: int) -> tuple[float, float]:
     """The definition, one point at a time."""
+
     def radius(points, i):
         d = sorted(float((points[i] - points[j]).norm()) for j in range(len(points)) if j != i)
         return d[k - 1]

@@ -20,8 +20,21 @@ from dcgan.errors import UserError
 from dcgan.train import Trainer, TrainingDiverged
 
 TINY = [
-    "--g-width", "8", "--d-width", "8", "--batch-size", "16", "--max-images", "160", "--quiet",
-    "--log-every-steps", "2", "--sample-every-steps", "1000", "--checkpoint-every-steps", "3",
+    "--g-width",
+    "8",
+    "--d-width",
+    "8",
+    "--batch-size",
+    "16",
+    "--max-images",
+    "160",
+    "--quiet",
+    "--log-every-steps",
+    "2",
+    "--sample-every-steps",
+    "1000",
+    "--checkpoint-every-steps",
+    "3",
 ]
 
 
@@ -44,8 +57,9 @@ def _assert_same_weights(a: dict, b: dict) -> None:
 
 
 # augmented: the augmentations' draws come from the global RNG, which the checkpoint must carry
-@pytest.mark.parametrize("options", [[], ["--augment", "color,translation,cutout", "--mirror"]],
-                         ids=["plain", "augmented"])
+@pytest.mark.parametrize(
+    "options", [[], ["--augment", "color,translation,cutout", "--mirror"]], ids=["plain", "augmented"]
+)
 def test_resume_is_bit_identical(tmp_path, options):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert main(["train", "--steps", "14", "--run-dir", str(straight), *TINY, *options]) == 0
@@ -81,9 +95,27 @@ def test_checkpoint_holds_everything(tmp_path):
     run = tmp_path / "run"
     assert main(["train", "--steps", "3", "--run-dir", str(run), *TINY]) == 0
     state = _latest(run)
-    expected = {"format", "version", "config", "G", "D", "G_ema", "opt_G", "opt_D", "scaler_G", "scaler_D",
-                "step", "epoch", "images_in_epoch", "stats_sum", "stats_count", "fixed_noise", "rng",
-                "noise_rng", "world_size"}
+    expected = {
+        "format",
+        "version",
+        "config",
+        "G",
+        "D",
+        "G_ema",
+        "opt_G",
+        "opt_D",
+        "scaler_G",
+        "scaler_D",
+        "step",
+        "epoch",
+        "images_in_epoch",
+        "stats_sum",
+        "stats_count",
+        "fixed_noise",
+        "rng",
+        "noise_rng",
+        "world_size",
+    }
     assert expected <= state.keys()
     assert set(state["rng"]) == {"python", "numpy", "torch", "cuda"}
     assert state["images_in_epoch"] == 3 * 16
@@ -125,7 +157,10 @@ def _spawn(tmp_path: Path, mode: str, *args: str) -> subprocess.Popen:
     script = tmp_path / "run_train.py"
     script.write_text(_SCRIPT)
     return subprocess.Popen(
-        [sys.executable, str(script), mode, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(script), mode, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -246,6 +281,7 @@ def test_kill_9_anywhere_then_resume_is_bit_identical_to_a_straight_run(tmp_path
 
 # --------------------------------------------------------------------------- divergence
 
+
 def test_non_finite_weights_stop_training_and_keep_good_checkpoint(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--steps", "3", "--run-dir", str(run), *TINY]) == 0
@@ -261,6 +297,7 @@ def test_non_finite_weights_stop_training_and_keep_good_checkpoint(tmp_path, cap
 
 
 # --------------------------------------------------------------------------- bad input
+
 
 def _one_line_error(capsys, argv: list[str]) -> str:
     assert main(argv) == 2
@@ -338,7 +375,9 @@ def test_missing_data_root_and_empty_folder(tmp_path, capsys):
 
 
 def test_batch_larger_than_dataset(tmp_path, capsys):
-    err = _one_line_error(capsys, ["train", "--max-images", "10", "--batch-size", "64", "--run-dir", str(tmp_path / "r")])
+    err = _one_line_error(
+        capsys, ["train", "--max-images", "10", "--batch-size", "64", "--run-dir", str(tmp_path / "r")]
+    )
     assert "batch size 64 is larger than the dataset" in err
 
 
@@ -350,9 +389,28 @@ def test_unreadable_images_are_skipped_with_a_count(tmp_path, capsys):
     for i in range(20):
         Image.new("RGB", (40, 40), (i * 10, 0, 0)).save(folder / f"{i}.png")
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
-    argv = ["train", "--data", "folder", "--data-root", str(folder), "--channels", "3", "--image-size", "32",
-            "--steps", "1", "--batch-size", "8", "--g-width", "8", "--d-width", "8", "--quiet",
-            "--run-dir", str(tmp_path / "run")]
+    argv = [
+        "train",
+        "--data",
+        "folder",
+        "--data-root",
+        str(folder),
+        "--channels",
+        "3",
+        "--image-size",
+        "32",
+        "--steps",
+        "1",
+        "--batch-size",
+        "8",
+        "--g-width",
+        "8",
+        "--d-width",
+        "8",
+        "--quiet",
+        "--run-dir",
+        str(tmp_path / "run"),
+    ]
     assert main(argv) == 0
     assert "skipped 1 unreadable image file" in capsys.readouterr().out
 
@@ -361,7 +419,9 @@ def test_unreadable_only_folder_fails(tmp_path, capsys):
     folder = tmp_path / "imgs"
     folder.mkdir()
     (folder / "a.png").write_bytes(b"nope")
-    err = _one_line_error(capsys, ["train", "--data", "folder", "--data-root", str(folder), "--run-dir", str(tmp_path / "r")])
+    err = _one_line_error(
+        capsys, ["train", "--data", "folder", "--data-root", str(folder), "--run-dir", str(tmp_path / "r")]
+    )
     assert "could be read" in err
 
 

@@ -13,16 +13,40 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcgan.runlock import RunLock, is_locked
 from dcgan.errors import UserError
+from dcgan.runlock import RunLock, is_locked
 
 pytest.importorskip("fcntl", reason="runs are locked with fcntl.flock, which Windows lacks")
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 # a trainer that runs until it is stopped: fake data, checkpoints every 2 steps
-LONG = ["--data", "fake", "--g-width", "8", "--d-width", "8", "--batch-size", "16", "--max-images", "64",
-        "--steps", "1000000", "--log-every-steps", "2", "--sample-every-steps", "1000", "--checkpoint-every-steps", "2",
-        "--num-samples", "16", "--device", "cpu", "--num-workers", "0", "--quiet"]
+LONG = [
+    "--data",
+    "fake",
+    "--g-width",
+    "8",
+    "--d-width",
+    "8",
+    "--batch-size",
+    "16",
+    "--max-images",
+    "64",
+    "--steps",
+    "1000000",
+    "--log-every-steps",
+    "2",
+    "--sample-every-steps",
+    "1000",
+    "--checkpoint-every-steps",
+    "2",
+    "--num-samples",
+    "16",
+    "--device",
+    "cpu",
+    "--num-workers",
+    "0",
+    "--quiet",
+]
 
 
 def _dcgan(*argv: str, wait: bool = True):
@@ -64,7 +88,8 @@ def test_a_second_trainer_is_refused_while_the_first_lives_and_kill_9_frees_the_
         again = _dcgan("train", "--resume", str(run), "--steps", "2000000")
         assert again.returncode == 2, again.stderr
         assert again.stderr.strip().splitlines() == [
-            f"error: run directory {run} is in use by another dcgan train; wait for it to finish or stop it first"]
+            f"error: run directory {run} is in use by another dcgan train; wait for it to finish or stop it first"
+        ]
 
         same_dir = _dcgan("train", *LONG, "--run-dir", str(run))
         assert same_dir.returncode == 2 and len(same_dir.stderr.strip().splitlines()) == 1, same_dir.stderr
@@ -84,7 +109,7 @@ def test_a_second_trainer_is_refused_while_the_first_lives_and_kill_9_frees_the_
 def test_two_trainers_started_together_on_one_new_run_directory(tmp_path):
     """Both pass the up-front check (the folder is not there yet); the lock lets exactly one write."""
     run = tmp_path / "run"
-    short = [*LONG[: LONG.index("--steps")], "--steps", "6", *LONG[LONG.index("--steps") + 2:]]
+    short = [*LONG[: LONG.index("--steps")], "--steps", "6", *LONG[LONG.index("--steps") + 2 :]]
     procs = [_dcgan("train", *short, "--run-dir", str(run), wait=False) for _ in range(2)]
     results = []
     for proc in procs:
@@ -94,6 +119,6 @@ def test_two_trainers_started_together_on_one_new_run_directory(tmp_path):
     assert codes == [0, 2], results
     refused = next(err for code, err in results if code == 2)
     assert len(refused.strip().splitlines()) == 1 and "Traceback" not in refused, refused
-    assert ("in use by another dcgan train" in refused or "already exists" in refused), refused
+    assert "in use by another dcgan train" in refused or "already exists" in refused, refused
     steps = [int(line.split('"step": ')[1].split(",")[0]) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6], "the metrics of one run, not two interleaved"

@@ -59,8 +59,15 @@ def test_the_real_choice_on_this_machine():
     assert device.type == (expected or device.type) and device.type in runtime.DEVICE_TYPES
 
 
-@pytest.mark.parametrize("name, message", [("mps", "MPS is not available"), ("xpu", "XPU is not available"),
-                                           ("meta", "unsupported device 'meta'"), ("gpu", "unknown device 'gpu'")])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("mps", "MPS is not available"),
+        ("xpu", "XPU is not available"),
+        ("meta", "unsupported device 'meta'"),
+        ("gpu", "unknown device 'gpu'"),
+    ],
+)
 def test_an_explicit_device_must_exist(no_cuda, monkeypatch, name, message):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     monkeypatch.setattr(torch, "xpu", types.SimpleNamespace(is_available=lambda: False), raising=False)

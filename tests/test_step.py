@@ -80,13 +80,20 @@ def test_discriminator_step_sends_no_gradient_into_the_generator(mnist5k):
     G0, D0 = copy.deepcopy(G), copy.deepcopy(D)
     at_D_step, at_G_step = {}, {}
     # the gradients that the D phase left behind, read at the moment opt_D steps
-    spy_on_step(opt_D, lambda: at_D_step.update(
-        G={k: p.grad for k, p in G.named_parameters()},
-        D={k: None if p.grad is None else p.grad.clone() for k, p in D.named_parameters()},
-    ))
-    spy_on_step(opt_G, lambda: at_G_step.update(
-        G={k: p.grad.clone() for k, p in G.named_parameters()}, D=copy.deepcopy(D),
-    ))
+    spy_on_step(
+        opt_D,
+        lambda: at_D_step.update(
+            G={k: p.grad for k, p in G.named_parameters()},
+            D={k: None if p.grad is None else p.grad.clone() for k, p in D.named_parameters()},
+        ),
+    )
+    spy_on_step(
+        opt_G,
+        lambda: at_G_step.update(
+            G={k: p.grad.clone() for k, p in G.named_parameters()},
+            D=copy.deepcopy(D),
+        ),
+    )
     train_step(G, Logits(D), opt_G, opt_D, real, z)
 
     assert all(g is None for g in at_D_step["G"].values()), "the D step put gradients into G"

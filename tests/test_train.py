@@ -14,8 +14,6 @@ from dcgan import checkpoint as ckpt
 from dcgan.runtime import resolve_precision
 from dcgan.train import lr_factor, train
 
-
-
 # --------------------------------------------------------------------------- a whole run
 
 METRIC_KEYS = {"step", "epoch", "loss_D", "loss_G", "D_x", "D_G_z_before", "D_G_z_after", "img_per_s"}
@@ -23,9 +21,20 @@ METRIC_KEYS = {"step", "epoch", "loss_D", "loss_G", "D_x", "D_G_z_before", "D_G_
 
 def test_end_to_end_run_writes_every_artifact(tmp_path, capsys):
     cfg = TrainConfig(
-        max_images=64, g_width=8, d_width=8, batch_size=16, epochs=None, steps=6,
-        log_every_steps=2, sample_every_steps=3, checkpoint_every_steps=3, num_samples=16,
-        quiet=True, device="cpu", num_workers=0, run_dir=str(tmp_path / "run"),
+        max_images=64,
+        g_width=8,
+        d_width=8,
+        batch_size=16,
+        epochs=None,
+        steps=6,
+        log_every_steps=2,
+        sample_every_steps=3,
+        checkpoint_every_steps=3,
+        num_samples=16,
+        quiet=True,
+        device="cpu",
+        num_workers=0,
+        run_dir=str(tmp_path / "run"),
     )
     run_dir = train(cfg)
     assert run_dir == tmp_path / "run"
@@ -56,7 +65,10 @@ def test_end_to_end_run_writes_every_artifact(tmp_path, capsys):
 
     # sample grids of the fixed noise: 16 images of 28 px, 4 x 4 with 2 px padding
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
-        "final.png", "progress.gif", "step_0000003.png", "step_0000006.png",
+        "final.png",
+        "progress.gif",
+        "step_0000003.png",
+        "step_0000006.png",
     ]
     for name in ("final.png", "step_0000006.png"):
         with Image.open(run_dir / "samples" / name) as grid:
@@ -97,11 +109,24 @@ def test_compile_failure_falls_back_to_eager_with_a_notice(tmp_path, monkeypatch
             raise RuntimeError("no C++ compiler found")
 
     monkeypatch.setattr(torch, "compile", lambda module, **kwargs: Broken(module))
-    trainer = Trainer(TrainConfig(g_width=8, d_width=8, batch_size=8, max_images=64, steps=2, quiet=True,
-                                  compile=True, device="cpu", run_dir=str(tmp_path / "run")))
+    trainer = Trainer(
+        TrainConfig(
+            g_width=8,
+            d_width=8,
+            batch_size=8,
+            max_images=64,
+            steps=2,
+            quiet=True,
+            compile=True,
+            device="cpu",
+            run_dir=str(tmp_path / "run"),
+        )
+    )
     trainer.run()
     assert trainer.step == 2 and trainer.d_steps == 2
-    assert "notice: torch.compile failed (RuntimeError: no C++ compiler found); running eagerly" in capsys.readouterr().out
+    assert (
+        "notice: torch.compile failed (RuntimeError: no C++ compiler found); running eagerly" in capsys.readouterr().out
+    )
 
 
 def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch):
@@ -112,19 +137,42 @@ def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch):
 
     modes = []
     monkeypatch.setattr(torch, "compile", lambda module, **kwargs: modes.append(kwargs.get("mode")) or module)
-    Trainer(TrainConfig(g_width=8, d_width=8, batch_size=8, max_images=64, steps=1, quiet=True, compile=True,
-                        compile_mode="reduce-overhead", device="cpu", run_dir=str(tmp_path / "run"))).run()
+    Trainer(
+        TrainConfig(
+            g_width=8,
+            d_width=8,
+            batch_size=8,
+            max_images=64,
+            steps=1,
+            quiet=True,
+            compile=True,
+            compile_mode="reduce-overhead",
+            device="cpu",
+            run_dir=str(tmp_path / "run"),
+        )
+    ).run()
     assert modes == ["reduce-overhead", "reduce-overhead"]  # G and D
 
 
-@pytest.mark.parametrize("image_size, channels, widths", [(28, 1, (64, 16)), (32, 3, (32, 32)), (32, 1, (32, 32)),
-                                                          (64, 3, (32, 16)), (128, 3, (64, 64))])
+@pytest.mark.parametrize(
+    "image_size, channels, widths",
+    [(28, 1, (64, 16)), (32, 3, (32, 32)), (32, 1, (32, 32)), (64, 3, (32, 16)), (128, 3, (64, 64))],
+)
 def test_widths_default_by_image_size(tmp_path, image_size, channels, widths):
     from dcgan.train import Trainer
 
     assert TrainConfig().g_width is TrainConfig().d_width is None  # filled in per run, from its image size
-    cfg = TrainConfig(data="fake", image_size=image_size, channels=channels, batch_size=4, max_images=8,
-                      steps=1, quiet=True, device="cpu", run_dir=str(tmp_path / "run"))
+    cfg = TrainConfig(
+        data="fake",
+        image_size=image_size,
+        channels=channels,
+        batch_size=4,
+        max_images=8,
+        steps=1,
+        quiet=True,
+        device="cpu",
+        run_dir=str(tmp_path / "run"),
+    )
     trainer = Trainer(cfg)
     assert (trainer.G.width, trainer.D.width) == (trainer.cfg.g_width, trainer.cfg.d_width) == widths
     trainer.run()
@@ -139,10 +187,19 @@ def test_widths_default_by_image_size(tmp_path, image_size, channels, widths):
 # --------------------------------------------------------------------------- recipe knobs: R1, schedules, budgets
 
 
-@pytest.mark.parametrize(("schedule", "progress", "expected"), [
-    ("constant", 0.7, 1.0), ("linear", 0.0, 1.0), ("linear", 0.25, 0.75), ("linear", 1.0, 0.0),
-    ("cosine", 0.0, 1.0), ("cosine", 0.5, 0.5), ("cosine", 1.0, 0.0), ("cosine", 1.5, 0.0),
-])
+@pytest.mark.parametrize(
+    ("schedule", "progress", "expected"),
+    [
+        ("constant", 0.7, 1.0),
+        ("linear", 0.0, 1.0),
+        ("linear", 0.25, 0.75),
+        ("linear", 1.0, 0.0),
+        ("cosine", 0.0, 1.0),
+        ("cosine", 0.5, 0.5),
+        ("cosine", 1.0, 0.0),
+        ("cosine", 1.5, 0.0),
+    ],
+)
 def test_lr_factor(schedule, progress, expected):
     assert lr_factor(schedule, progress, step=1000, warmup_steps=0) == pytest.approx(expected, abs=1e-12)
 
@@ -152,16 +209,50 @@ def test_lr_warm_up_is_linear_then_the_schedule():
     assert lr_factor("linear", 0.5, step=1, warmup_steps=4) == pytest.approx(0.5 * 0.5)
 
 
-TINY_RUN = ["--g-width", "8", "--d-width", "8", "--batch-size", "16", "--max-images", "64", "--quiet",
-            "--device", "cpu", "--log-every-steps", "2", "--sample-every-steps", "1000", "--num-workers", "0"]
+TINY_RUN = [
+    "--g-width",
+    "8",
+    "--d-width",
+    "8",
+    "--batch-size",
+    "16",
+    "--max-images",
+    "64",
+    "--quiet",
+    "--device",
+    "cpu",
+    "--log-every-steps",
+    "2",
+    "--sample-every-steps",
+    "1000",
+    "--num-workers",
+    "0",
+]
 
 
 def test_the_schedule_reaches_the_optimizers(tmp_path):
     from dcgan.cli import main
 
     run = tmp_path / "run"
-    assert main(["train", "--steps", "8", "--lr-schedule", "cosine", "--lr-g", "3e-4", "--lr-d", "2e-4", "--run-dir", str(run),
-                 *TINY_RUN]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--steps",
+                "8",
+                "--lr-schedule",
+                "cosine",
+                "--lr-g",
+                "3e-4",
+                "--lr-d",
+                "2e-4",
+                "--run-dir",
+                str(run),
+                *TINY_RUN,
+            ]
+        )
+        == 0
+    )
     state = ckpt.load(run)
     factor = lr_factor("cosine", 7 / 8, step=7, warmup_steps=0)  # set before the last step (0-based 7)
     assert state["opt_G"]["param_groups"][0]["lr"] == pytest.approx(3e-4 * factor, rel=1e-12)
@@ -204,7 +295,13 @@ def test_the_paper_recipe_is_one_flag_and_options_still_win(tmp_path):
     cfg = ckpt.load(run)["config"]
     assert cfg["recipe"] == "paper"
     assert (cfg["lr_g"], cfg["lr_d"], cfg["beta1"], cfg["beta2"], cfg["ema_decay"], cfg["r1_gamma"]) == (
-        2e-4, 2e-4, 0.5, 0.999, 0.0, 0.0)
+        2e-4,
+        2e-4,
+        0.5,
+        0.999,
+        0.0,
+        0.0,
+    )
     assert (cfg["batch_size"], cfg["g_width"], cfg["d_width"]) == (16, 8, 8)  # given on the command line
     paper = TrainConfig.for_recipe("paper")
     assert (paper.batch_size, paper.g_width, paper.d_width, paper.precision) == (128, 64, 64, "fp32")
@@ -212,8 +309,17 @@ def test_the_paper_recipe_is_one_flag_and_options_still_win(tmp_path):
 
 def test_bf16_autocast_trains_on_the_cpu(tmp_path):
     run = tmp_path / "run"
-    cfg = TrainConfig(steps=3, precision="bf16", device="cpu", g_width=8, d_width=8, batch_size=16, max_images=64,
-                      quiet=True, run_dir=str(run))
+    cfg = TrainConfig(
+        steps=3,
+        precision="bf16",
+        device="cpu",
+        g_width=8,
+        d_width=8,
+        batch_size=16,
+        max_images=64,
+        quiet=True,
+        run_dir=str(run),
+    )
     train(cfg)
     state = ckpt.load(run)
     assert state["step"] == 3 and all(v.dtype == torch.float32 for v in state["G"].values() if v.is_floating_point())
@@ -235,9 +341,22 @@ def test_compile_on_cpu_stays_compiled_through_the_lazy_r1_steps(tmp_path, capsy
     """R1's double backward cannot be compiled: its steps run eagerly, the others compiled, no fall-back."""
     from dcgan.train import Trainer
 
-    trainer = Trainer(TrainConfig(g_width=8, d_width=8, batch_size=8, max_images=64, steps=3, quiet=True,
-                                  compile=True, device="cpu", r1_every_steps=2, conditional=conditional,
-                                  num_workers=0, run_dir=str(tmp_path / "run")))
+    trainer = Trainer(
+        TrainConfig(
+            g_width=8,
+            d_width=8,
+            batch_size=8,
+            max_images=64,
+            steps=3,
+            quiet=True,
+            compile=True,
+            device="cpu",
+            r1_every_steps=2,
+            conditional=conditional,
+            num_workers=0,
+            run_dir=str(tmp_path / "run"),
+        )
+    )
     trainer.run()
     assert trainer.train_step.compiled and trainer.step == 3 and trainer.d_steps == 3
     assert "torch.compile failed" not in capsys.readouterr().out

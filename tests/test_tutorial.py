@@ -25,7 +25,9 @@ def test_the_tutorial_runs_top_to_bottom_in_a_kernel(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     start = time.perf_counter()
     # the kernel inherits this process's environment (PYTHONPATH, DCGAN_CACHE_DIR) and runs in tmp_path
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     print(f"the tutorial ran in {time.perf_counter() - start:.1f} s")
     nbformat.write(nb, tmp_path / "executed.ipynb")  # to look at
     outputs = [cell.get("outputs", []) for cell in nb.cells if cell.cell_type == "code"]

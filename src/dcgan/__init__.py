@@ -1,6 +1,6 @@
 """dcgan: Deep Convolutional GANs (Radford, Metz and Chintala, 2016) in PyTorch.
 
-    from dcgan import Generator, Discriminator
+from dcgan import Generator, Discriminator
 """
 
 from .config import TrainConfig

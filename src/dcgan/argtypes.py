@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+from collections.abc import Callable
 
 SEED_LIMIT = 2**64  # torch.Generator.manual_seed takes [0, 2**64)
 MAX_IMAGES = 1_000_000  # images one command generates (sample, eval, nearest)
@@ -25,6 +25,7 @@ MAX_BATCH = 65_536
 
 def count(low: int = 0, high: int | None = None) -> Callable[[str], int]:
     """An integer in [low, high]."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -35,12 +36,14 @@ def count(low: int = 0, high: int | None = None) -> Callable[[str], int]:
         if high is not None and value > high:
             raise argparse.ArgumentTypeError(f"must be at most {high:,}, got {value:,}")
         return value
+
     parse.__name__ = "int"
     return parse
 
 
 def number(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> Callable[[str], float]:
     """A finite float in [low, high] (or (low, high] with ``low_open``); nan and inf are refused."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -53,6 +56,7 @@ def number(low: float | None = None, high: float | None = None, *, low_open: boo
         if high is not None and value > high:
             raise argparse.ArgumentTypeError(f"must be at most {high:g}, got {value:g}")
         return value
+
     parse.__name__ = "float"
     return parse
 
@@ -64,22 +68,42 @@ FINITE = number()
 # dcgan train: finiteness and upper bounds; options.validate keeps the lower bounds and their messages
 TRAIN_TYPES: dict[str, Callable[[str], object]] = {
     "seed": SEED,
-    "latent_dim": count(-2**31, MAX_LATENT_DIM),
-    "g_width": count(-2**31, MAX_WIDTH),
-    "d_width": count(-2**31, MAX_WIDTH),
-    "batch_size": count(-2**31, MAX_BATCH),
-    "num_samples": count(-2**31, 4096),
-    "num_workers": count(-2**31, 256),
-    "eval_num_images": count(-2**31, MAX_IMAGES),
-    "r1_every_steps": count(-2**31, 2**31 - 1),
-    "lr_warmup_steps": count(-2**31, 2**31 - 1),
-    "steps": count(-2**31, 2**62),
-    "epochs": count(-2**31, 2**31 - 1),
-    "max_images": count(-2**31, 2**62),
-    **{name: count(-2**31, 2**62) for name in ("log_every_steps", "sample_every_steps", "checkpoint_every_steps",
-                                               "keep_every_steps", "eval_every_steps")},
-    **{name: FINITE for name in ("lr_g", "lr_d", "beta1", "beta2", "real_label", "r1_gamma", "ema_decay",
-                                 "minutes", "keep_every_minutes")},
+    "latent_dim": count(-(2**31), MAX_LATENT_DIM),
+    "g_width": count(-(2**31), MAX_WIDTH),
+    "d_width": count(-(2**31), MAX_WIDTH),
+    "batch_size": count(-(2**31), MAX_BATCH),
+    "num_samples": count(-(2**31), 4096),
+    "num_workers": count(-(2**31), 256),
+    "eval_num_images": count(-(2**31), MAX_IMAGES),
+    "r1_every_steps": count(-(2**31), 2**31 - 1),
+    "lr_warmup_steps": count(-(2**31), 2**31 - 1),
+    "steps": count(-(2**31), 2**62),
+    "epochs": count(-(2**31), 2**31 - 1),
+    "max_images": count(-(2**31), 2**62),
+    **{
+        name: count(-(2**31), 2**62)
+        for name in (
+            "log_every_steps",
+            "sample_every_steps",
+            "checkpoint_every_steps",
+            "keep_every_steps",
+            "eval_every_steps",
+        )
+    },
+    **{
+        name: FINITE
+        for name in (
+            "lr_g",
+            "lr_d",
+            "beta1",
+            "beta2",
+            "real_label",
+            "r1_gamma",
+            "ema_decay",
+            "minutes",
+            "keep_every_minutes",
+        )
+    },
 }
 
 
@@ -88,4 +112,5 @@ def at_most(high: int) -> Callable[[str], int]:
     return count(-(2**63), high)
 
 
-FPS = number(0.0, 1000.0, low_open=True)
+# a GIF stores each frame's duration in 16-bit centiseconds (at most 655 s): 0.01 fps, 100 s a frame, fits
+FPS = number(0.01, 1000.0)

@@ -50,8 +50,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
         raise UserError(f"{path} is not a dcgan checkpoint")
     if state.get("version") != VERSION:
         raise UserError(
-            f"{path} has checkpoint format version {state.get('version')}; "
-            f"this dcgan reads version {VERSION}"
+            f"{path} has checkpoint format version {state.get('version')}; this dcgan reads version {VERSION}"
         )
     return state
 
@@ -61,6 +60,8 @@ def load_training(path: str | os.PathLike, map_location: str | torch.device = "c
     state = load(path, map_location=map_location)
     missing = [key for key in ("config", "G") if not isinstance(state.get(key), dict)]
     if missing or not isinstance(state.get("step", 0), int):
-        raise UserError(f"{resolve(path)} is a dcgan checkpoint without its {' and '.join(missing) or 'step'}: "
-                        "cut short or edited by hand?")
+        raise UserError(
+            f"{resolve(path)} is a dcgan checkpoint without its {' and '.join(missing) or 'step'}: "
+            "cut short or edited by hand?"
+        )
     return state

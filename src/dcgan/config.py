@@ -10,8 +10,16 @@ from .errors import UserError
 
 # Fields that fix the shape of the networks or the data they learn; a resumed
 # run must agree with its checkpoint on these.
-ARCHITECTURE_FIELDS = ("data", "image_size", "channels", "latent_dim", "g_width", "d_width", "conditional",
-                       "class_names")
+ARCHITECTURE_FIELDS = (
+    "data",
+    "image_size",
+    "channels",
+    "latent_dim",
+    "g_width",
+    "d_width",
+    "conditional",
+    "class_names",
+)
 
 
 def default_widths(image_size: int) -> tuple[int, int]:
@@ -105,17 +113,20 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # free-form notes written to config.json
 
     @classmethod
-    def for_recipe(cls, recipe: str = "default", **given) -> "TrainConfig":
+    def for_recipe(cls, recipe: str = "default", **given) -> TrainConfig:
         """The recipe's values, overridden by ``given`` (the options a user typed)."""
         if recipe not in RECIPES:
             raise UserError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
         return cls(**{**RECIPES[recipe], **given, "recipe": recipe})
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """This config with the size-dependent defaults filled in (what a run records and uses)."""
         g_width, d_width = default_widths(self.image_size)
-        return dataclasses.replace(self, g_width=g_width if self.g_width is None else self.g_width,
-                                   d_width=d_width if self.d_width is None else self.d_width)
+        return dataclasses.replace(
+            self,
+            g_width=g_width if self.g_width is None else self.g_width,
+            d_width=d_width if self.d_width is None else self.d_width,
+        )
 
     @property
     def num_classes(self) -> int:
@@ -128,7 +139,7 @@ class TrainConfig:
         return values
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
         if "class_names" in values:  # a list in config.json and checkpoints
@@ -141,7 +152,19 @@ class TrainConfig:
 # a constant learning rate, fp32.
 RECIPES: dict[str, dict] = {
     "default": {},
-    "paper": dict(batch_size=128, g_width=64, d_width=64, lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999,
-                  ema_decay=0.0, real_label=1.0, r1_gamma=0.0, lr_schedule="constant", lr_warmup_steps=0,
-                  precision="fp32"),
+    "paper": dict(
+        batch_size=128,
+        g_width=64,
+        d_width=64,
+        lr_g=2e-4,
+        lr_d=2e-4,
+        beta1=0.5,
+        beta2=0.999,
+        ema_decay=0.0,
+        real_label=1.0,
+        r1_gamma=0.0,
+        lr_schedule="constant",
+        lr_warmup_steps=0,
+        precision="fp32",
+    ),
 }

@@ -123,5 +123,6 @@ def _type_name(kind) -> str:
         return "null"
     if typing.get_origin(kind) is tuple:
         return "a list of strings"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-            dict: "a table"}.get(kind, str(kind))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a table"}.get(
+        kind, str(kind)
+    )

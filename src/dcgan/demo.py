@@ -28,8 +28,8 @@ from .data import to_uint8
 from .errors import UserError
 from .fileio import atomic_path
 from .latent import parse_seeds, seed_noise, walk
-from .signals import on_signals
 from .models import Generator
+from .signals import on_signals
 
 NUM_DIRECTIONS = 5
 MAX_GRID_SEEDS = 64
@@ -51,7 +51,11 @@ _CSS = """
 
 @torch.no_grad()
 def latent_directions(
-    G: Generator, *, num_directions: int = NUM_DIRECTIONS, num_probes: int = 1024, seed: int = 0,
+    G: Generator,
+    *,
+    num_directions: int = NUM_DIRECTIONS,
+    num_probes: int = 1024,
+    seed: int = 0,
     batch_size: int = 256,
 ) -> torch.Tensor:
     """Unit directions in z [num_directions, latent_dim] along which an unconditional G's output changes most.
@@ -69,8 +73,12 @@ def latent_directions(
         from .sample import class_labels
 
         y = class_labels(G, 0, num_probes)
-        x = torch.cat([G(b.to(device), l.to(device)).flatten(1).double().cpu()
-                       for b, l in zip(z.split(batch_size), y.split(batch_size))])
+        x = torch.cat(
+            [
+                G(b.to(device), c.to(device)).flatten(1).double().cpu()
+                for b, c in zip(z.split(batch_size), y.split(batch_size))
+            ]
+        )
     else:
         x = torch.cat([G(b.to(device)).flatten(1).double().cpu() for b in z.split(batch_size)])
     z = z.double()
@@ -156,8 +164,9 @@ def to_pil(image: torch.Tensor):
     """uint8 [C, H, W] -> a PIL image, mode L or RGB."""
     from PIL import Image
 
-    return Image.fromarray(image.permute(1, 2, 0).numpy().squeeze(2) if image.shape[0] == 1
-                           else image.permute(1, 2, 0).numpy())
+    return Image.fromarray(
+        image.permute(1, 2, 0).numpy().squeeze(2) if image.shape[0] == 1 else image.permute(1, 2, 0).numpy()
+    )
 
 
 def write_gif(frames: torch.Tensor, path: Path, *, frame_ms: int = GIF_FRAME_MS) -> None:
@@ -173,8 +182,12 @@ def write_gif(frames: torch.Tensor, path: Path, *, frame_ms: int = GIF_FRAME_MS)
     side = (frames.shape[-1] * scale, frames.shape[-2] * scale)
     pictures = [p.resize(side, Image.NEAREST) for p in pictures]
     pictures = pictures + pictures[-2:0:-1]
-    _atomic(path, lambda tmp: pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:],
-                                               duration=frame_ms, loop=0))
+    _atomic(
+        path,
+        lambda tmp: pictures[0].save(
+            tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0
+        ),
+    )
 
 
 def _atomic(path: Path, write) -> None:
@@ -257,8 +270,13 @@ def import_gradio():
 
 
 def build_demo(
-    G: Generator, *, directions: torch.Tensor, files_dir: str | Path, num_classes: int | None = None,
-    title: str = "dcgan", info: str = "",
+    G: Generator,
+    *,
+    directions: torch.Tensor,
+    files_dir: str | Path,
+    num_classes: int | None = None,
+    title: str = "dcgan",
+    info: str = "",
 ):
     """The Gradio Blocks of the page for generator ``G`` (eval mode); files for download go to ``files_dir``."""
     gr = import_gradio()
@@ -272,6 +290,7 @@ def build_demo(
                 return fn(*args)
             except UserError as e:
                 raise gr.Error(str(e)) from None
+
         return wrapped
 
     show_grid, reroll, steer, walk_between = (on_page(f) for f in (act.grid, act.reroll, act.steer, act.walk))
@@ -284,8 +303,9 @@ def build_demo(
         if num_classes is not None:
             # Shown only for a checkpoint whose config has num_classes (a class-conditional run).
             names = getattr(G, "class_names", ()) or [str(k) for k in range(num_classes)]
-            label = gr.Dropdown([(f"class {names[k]}", k) for k in range(num_classes)], value=0, label="class",
-                                elem_id="class")
+            label = gr.Dropdown(
+                [(f"class {names[k]}", k) for k in range(num_classes)], value=0, label="class", elem_id="class"
+            )
         else:
             label = gr.State(None)
         with gr.Row():
@@ -295,17 +315,37 @@ def build_demo(
                     seeds_box = gr.Textbox("0-15", label="seeds", elem_id="seeds", scale=3)
                     show_button = gr.Button("Show", elem_id="show", scale=1)
                     reroll_button = gr.Button("Re-roll", elem_id="reroll", scale=1)
-                grid = gr.Gallery(label=f"samples ({size})", columns=4, object_fit="contain", height="auto",
-                                  allow_preview=False, elem_id="grid", format="png")
+                grid = gr.Gallery(
+                    label=f"samples ({size})",
+                    columns=4,
+                    object_fit="contain",
+                    height="auto",
+                    allow_preview=False,
+                    elem_id="grid",
+                    format="png",
+                )
                 shown_seeds = gr.State([])
             with gr.Column(scale=2):
                 gr.Markdown("### One seed, steered\nSliders move z along G's principal linear directions.")
                 seed_box = gr.Number(0, label="seed", precision=0, minimum=0, elem_id="seed")
-                current = gr.Image(label=f"seed image ({size}, shown enlarged)", format="png", type="pil",
-                                   interactive=False, height=280, elem_id="current-image", buttons=["download"])
+                current = gr.Image(
+                    label=f"seed image ({size}, shown enlarged)",
+                    format="png",
+                    type="pil",
+                    interactive=False,
+                    height=280,
+                    elem_id="current-image",
+                    buttons=["download"],
+                )
                 sliders = [
-                    gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, 0.0, step=0.1, label=f"direction {k + 1}",
-                              elem_id=f"direction-{k + 1}")
+                    gr.Slider(
+                        -SLIDER_RANGE,
+                        SLIDER_RANGE,
+                        0.0,
+                        step=0.1,
+                        label=f"direction {k + 1}",
+                        elem_id=f"direction-{k + 1}",
+                    )
                     for k in range(len(directions))
                 ]
                 with gr.Row():
@@ -324,11 +364,24 @@ def build_demo(
                     frames = gr.Slider(2, 64, WALK_FRAMES, step=1, label="steps", elem_id="frames")
                 walk_button = gr.Button("Walk", elem_id="walk", variant="primary")
             with gr.Column(scale=1):
-                walk_gif = gr.Image(label="animation (there and back)", type="filepath", format="gif",
-                                    interactive=False, height=200, elem_id="walk-gif")
+                walk_gif = gr.Image(
+                    label="animation (there and back)",
+                    type="filepath",
+                    format="gif",
+                    interactive=False,
+                    height=200,
+                    elem_id="walk-gif",
+                )
                 gif_button = gr.DownloadButton("GIF", elem_id="download-gif", size="sm")
-        walk_frames = gr.Gallery(label="frames", columns=9, object_fit="contain", height="auto",
-                                 allow_preview=False, elem_id="walk-frames", format="png")
+        walk_frames = gr.Gallery(
+            label="frames",
+            columns=9,
+            object_fit="contain",
+            height="auto",
+            allow_preview=False,
+            elem_id="walk-frames",
+            format="png",
+        )
 
         # Live response: every slider move re-renders, and only the last pending move is kept.
         fast = dict(show_progress="hidden", trigger_mode="always_last")
@@ -381,8 +434,13 @@ def check_address(host: str, port: int) -> None:
 
 
 def serve(
-    run: str | Path | None, *, pretrained: str | None = None, host: str = "127.0.0.1", port: int = 7860,
-    device: torch.device | None = None, ema: bool = True,
+    run: str | Path | None,
+    *,
+    pretrained: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    device: torch.device | None = None,
+    ema: bool = True,
 ) -> None:
     """Serve the demo page for a run directory or checkpoint, or a ``pretrained`` generator (a shipped name,
     an export, a Hub folder or id: ``Generator.from_pretrained``), until Ctrl-C (or SIGTERM)."""
@@ -402,17 +460,27 @@ def serve(
         G = _load(run, device, ema=ema)
         title, kind = Path(run).resolve().name, "EMA" if ema else "raw"
     num_classes = G.num_classes or None
-    info = (f"`{title}`: {G.image_size}×{G.image_size}, {G.channels} channel(s), z of {G.latent_dim}, "
-            f"{kind} generator, on {device.type}")
+    info = (
+        f"`{title}`: {G.image_size}×{G.image_size}, {G.channels} channel(s), z of {G.latent_dim}, "
+        f"{kind} generator, on {device.type}"
+    )
     previous_cache = os.environ.get("GRADIO_TEMP_DIR")
     # SIGTERM ends the server like Ctrl-C, so the temporary files are removed either way.
     try:
-        with on_signals(_raise_keyboard_interrupt, (signal.SIGTERM,)), \
-                tempfile.TemporaryDirectory(prefix="dcgan-demo-") as files_dir:
+        with (
+            on_signals(_raise_keyboard_interrupt, (signal.SIGTERM,)),
+            tempfile.TemporaryDirectory(prefix="dcgan-demo-") as files_dir,
+        ):
             # Gradio's copies of the served images go there too, so a stopped server leaves nothing behind.
             os.environ["GRADIO_TEMP_DIR"] = str(Path(files_dir) / "gradio")
-            demo = build_demo(G, directions=latent_directions(G), files_dir=Path(files_dir) / "downloads",
-                              num_classes=num_classes, title="dcgan demo", info=info)
+            demo = build_demo(
+                G,
+                directions=latent_directions(G),
+                files_dir=Path(files_dir) / "downloads",
+                num_classes=num_classes,
+                title="dcgan demo",
+                info=info,
+            )
             _launch(demo, host, port)
     finally:
         if previous_cache is None:
@@ -422,22 +490,34 @@ def serve(
 
 
 def _load(run: str | Path, device: torch.device, *, ema: bool) -> Generator:
-    from .sample import load_generator
 
-    return load_generator(run, device, ema=ema)
+    return Generator.from_checkpoint(run, device, ema=ema)
 
 
 def _launch(demo, host: str, port: int) -> None:
     """Serve ``demo`` until Ctrl-C; no share link, no telemetry, no uploads (the page takes none)."""
     if not is_loopback(host):
-        print(f"warning: --host {host} serves the page to every machine that can reach this one "
-              f"on port {port}; it has no login")
+        print(
+            f"warning: --host {host} serves the page to every machine that can reach this one "
+            f"on port {port}; it has no login"
+        )
     demo.queue(default_concurrency_limit=4)
     try:
         try:
-            demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, quiet=True,
-                        ssr_mode=False, pwa=False, mcp_server=False, enable_monitoring=False,
-                        max_file_size=1, prevent_thread_lock=True, css=_CSS)
+            demo.launch(
+                server_name=host,
+                server_port=port,
+                share=False,
+                inbrowser=False,
+                quiet=True,
+                ssr_mode=False,
+                pwa=False,
+                mcp_server=False,
+                enable_monitoring=False,
+                max_file_size=1,
+                prevent_thread_lock=True,
+                css=_CSS,
+            )
         except OSError as e:
             raise UserError(f"cannot listen on {host}:{port}: {str(e).splitlines()[0]}") from None
         url = f"http://{f'[{host}]' if ':' in host else host}:{port}"

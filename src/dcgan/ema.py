@@ -45,9 +45,7 @@ class EMA:
 
 
 @torch.no_grad()
-def recalibrated(
-    generator: nn.Module, *, num_batches: int = 16, batch_size: int = 128, seed: int = 0
-) -> nn.Module:
+def recalibrated(generator: nn.Module, *, num_batches: int = 16, batch_size: int = 128, seed: int = 0) -> nn.Module:
     """An eval-mode copy of ``generator`` whose batch-norm statistics are re-estimated on noise."""
     model = copy.deepcopy(generator)
     device = next(model.parameters()).device

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import to_uint8
 from . import outputs
+from .data import to_uint8
 from .errors import UserError
 from .latent import parse_seeds, seed_noise, walk
 from .outputs import writing, writing_folder
@@ -63,8 +63,9 @@ def to_pil(image: torch.Tensor):
     """uint8 [C, H, W] -> a Pillow image ("L" for one channel, "RGB" for three)."""
     from PIL import Image
 
-    return Image.fromarray(image.permute(1, 2, 0).numpy().squeeze(-1) if image.shape[0] == 1
-                           else image.permute(1, 2, 0).numpy())
+    return Image.fromarray(
+        image.permute(1, 2, 0).numpy().squeeze(-1) if image.shape[0] == 1 else image.permute(1, 2, 0).numpy()
+    )
 
 
 def _font(size_px: int):
@@ -76,8 +77,9 @@ def _font(size_px: int):
         return ImageFont.load_default()
 
 
-def labelled_grid(images: torch.Tensor, labels: list[str] | None = None, *, nrow: int, scale: int = 1,
-                  label_px: int = 11):
+def labelled_grid(
+    images: torch.Tensor, labels: list[str] | None = None, *, nrow: int, scale: int = 1, label_px: int = 11
+):
     """A Pillow grid of uint8 images [N, C, H, W], ``nrow`` per row, each with its label underneath."""
     from PIL import Image, ImageDraw
 
@@ -110,8 +112,9 @@ def write_seed_images(images: torch.Tensor, seeds: list[int], out: Path, fmt: st
         check_output_file(out, (".npz",))
         with writing(out, "images") as tmp:
             with open(tmp, "wb") as f:  # a file object: numpy would append .npz to the temporary name
-                np.savez_compressed(f, images=images.permute(0, 2, 3, 1).numpy(),
-                                    seeds=np.asarray(seeds, dtype=np.uint64))
+                np.savez_compressed(
+                    f, images=images.permute(0, 2, 3, 1).numpy(), seeds=np.asarray(seeds, dtype=np.uint64)
+                )
     else:
         outputs.check_output(out, "image folder", folder=True)
         with writing_folder(out, "images") as tmp:  # complete, or not there at all
@@ -129,6 +132,8 @@ def _upscaled(frames: np.ndarray, min_side_px: int) -> np.ndarray:
 
 def write_animation(frames: list, out: Path, *, fps: float, hold_last_ms: int = 0) -> None:
     """Pillow images (one per frame, same size) as a looping GIF (Pillow) or an MP4 (imageio-ffmpeg)."""
+    if not 0.01 <= fps <= 1000:  # the range argtypes.FPS gives the CLI; a GIF frame lasts at most 655 s
+        raise UserError(f"fps must be between 0.01 and 1000, got {fps}")
     duration_ms = round(1000 / fps)
     if out.suffix.lower() == ".gif":
         # grey RGB would be quantised to an adaptive palette; as "L" the GIF keeps every grey exactly
@@ -144,8 +149,14 @@ def write_animation(frames: list, out: Path, *, fps: float, hold_last_ms: int = 
         raise UserError("writing MP4 needs imageio-ffmpeg: pip install 'dcgan[video]' (or write a .gif)") from None
     array = _upscaled(np.stack([np.asarray(f.convert("RGB")) for f in frames]), 256)
     with writing(out, "the animation") as tmp:
-        writer = imageio_ffmpeg.write_frames(str(tmp), (array.shape[2], array.shape[1]), fps=fps,
-                                             macro_block_size=1, quality=8, output_params=["-loglevel", "error"])
+        writer = imageio_ffmpeg.write_frames(
+            str(tmp),
+            (array.shape[2], array.shape[1]),
+            fps=fps,
+            macro_block_size=1,
+            quality=8,
+            output_params=["-loglevel", "error"],
+        )
         writer.send(None)
         for frame in array:
             writer.send(np.ascontiguousarray(frame))
@@ -161,8 +172,14 @@ def _is_grey(image) -> bool:
 
 
 def walk_latents(
-    seeds: list[int], latent_dim: int, *, frames: int, mode: str = "slerp", loop: bool = False,
-    direction_seed: int | None = None, distance: float = 5.0,
+    seeds: list[int],
+    latent_dim: int,
+    *,
+    frames: int,
+    mode: str = "slerp",
+    loop: bool = False,
+    direction_seed: int | None = None,
+    distance: float = 5.0,
 ) -> torch.Tensor:
     """Latent vectors [T, W, D] of W parallel walks over T frames.
 
@@ -231,7 +248,7 @@ def parse_expression(text: str) -> list[tuple[int, list[int]]]:
         terms.append((sign, parse_seeds(group[1:-1] if group else number)))
         sign, have_sign = 1, False
     if not terms or have_sign:
-        raise UserError(f"incomplete expression {text!r}; write e.g. \"12 - 40 + 7\"")
+        raise UserError(f'incomplete expression {text!r}; write e.g. "12 - 40 + 7"')
     return terms
 
 
@@ -249,8 +266,9 @@ def arithmetic(G: nn.Module, terms: list[tuple[int, list[int]]]) -> tuple[torch.
 # --------------------------------------------------------------------------- training progress
 
 
-def write_progress_gif(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
-                       max_frames: int = 100, fps: float = 10.0) -> Path | None:
+def write_progress_gif(
+    run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, max_frames: int = 100, fps: float = 10.0
+) -> Path | None:
     """``samples/progress.gif`` from the run's fixed-noise grids ``samples/step_*.png``, in step order.
 
     At most ``max_frames`` grids, evenly spaced, always ending on the last one, which is
@@ -276,8 +294,10 @@ def write_progress_gif(run_dir: str | os.PathLike, out: str | os.PathLike | None
         return None
     sizes = {f.size for f in frames}
     if len(sizes) > 1:  # grids of another run copied in: an animation needs one frame size
-        raise UserError(f"the sample grids in {samples} have different sizes ({', '.join(map(str, sorted(sizes)))}); "
-                        "keep one run's grids there")
+        raise UserError(
+            f"the sample grids in {samples} have different sizes ({', '.join(map(str, sorted(sizes)))}); "
+            "keep one run's grids there"
+        )
     out = Path(out) if out is not None else samples / PROGRESS_GIF
     write_animation(frames, out, fps=fps, hold_last_ms=1000)
     return out

@@ -55,14 +55,29 @@ class Evaluation:
         from .metrics.evaluate import evaluate
 
         G = recalibrated(trainer.ema.model, seed=trainer.cfg.seed)
-        result = evaluate(G, self.real, self.extractor, num_images=self.opts.num_images, seed=self.opts.seed,
-                          batch_size=self.opts.batch_size, cache_key=self.key, progress=False)
+        result = evaluate(
+            G,
+            self.real,
+            self.extractor,
+            num_images=self.opts.num_images,
+            seed=self.opts.seed,
+            batch_size=self.opts.batch_size,
+            cache_key=self.key,
+            progress=False,
+        )
         if result is None:  # not rank 0
             return
         # the feature network and sample count travel with the figures: FIDs of two extractors never compare
-        row = {"step": trainer.step, "epoch": trainer.epoch, "fid": result.fid, "kid": result.kid_mean,
-               "is": result.is_mean, "min_class_share": result.min_class_share, "extractor": result.extractor,
-               "num_images": result.num_images}
+        row = {
+            "step": trainer.step,
+            "epoch": trainer.epoch,
+            "fid": result.fid,
+            "kid": result.kid_mean,
+            "is": result.is_mean,
+            "min_class_share": result.min_class_share,
+            "extractor": result.extractor,
+            "num_images": result.num_images,
+        }
         trainer.log.write(row)
         trainer.emit("on_row", row)
         if result.fid < trainer.best_fid:
@@ -115,15 +130,24 @@ def checkpoint_state(trainer) -> dict:
     """One dict with everything a resumed run needs; what checkpoints/*.pt hold."""
     return {
         "config": trainer.cfg.to_dict(),
-        "G": trainer.G.state_dict(), "D": trainer.D.state_dict(), "G_ema": trainer.ema.state_dict(),
-        "opt_G": trainer.opt_G.state_dict(), "opt_D": trainer.opt_D.state_dict(),
-        "scaler_G": trainer.scaler_G.state_dict(), "scaler_D": trainer.scaler_D.state_dict(),
-        "step": trainer.step, "epoch": trainer.epoch,
+        "G": trainer.G.state_dict(),
+        "D": trainer.D.state_dict(),
+        "G_ema": trainer.ema.state_dict(),
+        "opt_G": trainer.opt_G.state_dict(),
+        "opt_D": trainer.opt_D.state_dict(),
+        "scaler_G": trainer.scaler_G.state_dict(),
+        "scaler_D": trainer.scaler_D.state_dict(),
+        "step": trainer.step,
+        "epoch": trainer.epoch,
         "images_in_epoch": trainer.step_in_epoch * trainer.cfg.batch_size * trainer.dist.world_size,
-        "stats_sum": trainer.stats_sum.cpu(), "stats_count": trainer.stats_count,
-        "fixed_noise": trainer.fixed_noise, "rng": rng_state(),
-        "noise_rng": trainer.noise_rng.get_state(), "world_size": trainer.dist.world_size,
-        "best_fid": trainer.best_fid, "train_seconds": trainer.train_seconds,
+        "stats_sum": trainer.stats_sum.cpu(),
+        "stats_count": trainer.stats_count,
+        "fixed_noise": trainer.fixed_noise,
+        "rng": rng_state(),
+        "noise_rng": trainer.noise_rng.get_state(),
+        "world_size": trainer.dist.world_size,
+        "best_fid": trainer.best_fid,
+        "train_seconds": trainer.train_seconds,
     }
 
 

@@ -11,7 +11,6 @@ import torch
 
 from .errors import UserError
 
-
 SEED_LIMIT = 2**64  # torch.Generator.manual_seed takes [0, 2**64)
 MAX_SEEDS = 100_000  # one image each: far more is a typo that would fill the memory
 

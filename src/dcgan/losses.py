@@ -10,9 +10,7 @@ import torch
 import torch.nn.functional as F
 
 
-def discriminator_loss(
-    logits_real: torch.Tensor, logits_fake: torch.Tensor, real_target: float = 1.0
-) -> torch.Tensor:
+def discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
     """D learns real -> 1 and fake -> 0: minimise -[log D(x) + log(1 - D(G(z)))].
 
     ``real_target`` below 1 is one-sided label smoothing (Salimans et al., 2016).

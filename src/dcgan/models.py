@@ -46,8 +46,7 @@ def _check_labels(y: torch.Tensor | None, num_classes: int, batch: int, who: str
 def _check_sizes(channels: int, image_size: int, width: int) -> None:
     if image_size not in SUPPORTED_IMAGE_SIZES:
         raise ValueError(
-            f"unsupported image_size {image_size}; supported: "
-            f"{', '.join(map(str, SUPPORTED_IMAGE_SIZES))}"
+            f"unsupported image_size {image_size}; supported: {', '.join(map(str, SUPPORTED_IMAGE_SIZES))}"
         )
     if channels not in SUPPORTED_CHANNELS:
         raise ValueError(f"unsupported channels {channels}; supported: 1 (grayscale) or 3 (RGB)")
@@ -79,16 +78,30 @@ class Generator(nn.Module):
     """
 
     def __init__(
-        self, *, latent_dim: int = 100, channels: int = 1, image_size: int = 28, width: int = 64,
+        self,
+        *,
+        latent_dim: int = 100,
+        channels: int = 1,
+        image_size: int = 28,
+        width: int = 64,
         num_classes: int = 0,
+        class_names: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         _check_sizes(channels, image_size, width)
         _check_classes(num_classes)
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
+        if class_names and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        # the names of the classes y indexes (a conditional run's, for --class by name); () if unnamed
+        self.class_names = tuple(class_names)
         self.latent_dim, self.channels, self.image_size, self.width, self.num_classes = (
-            latent_dim, channels, image_size, width, num_classes,
+            latent_dim,
+            channels,
+            image_size,
+            width,
+            num_classes,
         )
         start, stages = _plan(image_size)
         features = width * 2 ** (stages - 1)
@@ -125,14 +138,33 @@ class Generator(nn.Module):
         return self.main(z)
 
     @classmethod
-    def from_pretrained(cls, path, *, device="cpu", ema: bool = True) -> "Generator":
-        """A generator in eval mode from an export (safetensors, TorchScript), a checkpoint or a run directory.
+    def from_config(cls, cfg) -> Generator:
+        """The generator a resolved training config describes (``TrainConfig``, or anything with its fields)."""
+        return cls(
+            latent_dim=cfg.latent_dim,
+            channels=cfg.channels,
+            image_size=cfg.image_size,
+            width=cfg.g_width,
+            num_classes=cfg.num_classes,
+            class_names=cfg.class_names if cfg.num_classes else (),
+        )
 
-        A thin call into ``dcgan.export``, imported here lazily so this module imports no training code.
-        """
-        from .export import load_pretrained
+    @classmethod
+    def from_checkpoint(cls, path, device="cpu", *, ema: bool = True) -> Generator:
+        """The generator of a training checkpoint or run directory (its EMA when present), in eval mode,
+        batch-norm statistics re-estimated for its weights (``dcgan.loading``, imported when called so
+        that this module imports nothing of the package)."""
+        from .loading import from_checkpoint
 
-        return load_pretrained(path, device=device, ema=ema)
+        return from_checkpoint(cls, path, torch.device(device), ema=ema)
+
+    @classmethod
+    def from_pretrained(cls, path, *, device="cpu", ema: bool = True) -> Generator:
+        """A generator in eval mode from an export (safetensors, TorchScript), a checkpoint, a run directory,
+        a Hub folder, a generator shipped with the package or a Hub id ``user/repo`` (``dcgan.loading``)."""
+        from .loading import from_pretrained
+
+        return from_pretrained(cls, path, device=device, ema=ema)
 
 
 class Discriminator(nn.Module):
@@ -172,8 +204,7 @@ class Discriminator(nn.Module):
         expected = (self.channels, self.image_size, self.image_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(
-                f"Discriminator expects images of shape [B, {', '.join(map(str, expected))}], "
-                f"got {list(x.shape)}"
+                f"Discriminator expects images of shape [B, {', '.join(map(str, expected))}], got {list(x.shape)}"
             )
         if _check_labels(y, self.num_classes, len(x), "Discriminator") is None:
             return self.main(x).view(-1, 1)

@@ -14,10 +14,10 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable
 
 from . import checkpoint as ckpt
 from .augment import parse_policy
@@ -61,13 +61,19 @@ def with_native_shape(cfg: TrainConfig, given: set[str]) -> TrainConfig:
     32x32 RGB, an image folder at its images' own (data.native_shape). Resumed and fine-tuned runs keep
     their checkpoint's, which win over anything not given."""
     from .data import native_shape
+    from .models import SUPPORTED_IMAGE_SIZES
 
-    shape = None if {"image_size", "channels"} <= given else native_shape(cfg.data, cfg.data_root)
+    shape = (
+        None if {"image_size", "channels"} <= given else native_shape(cfg.data, cfg.data_root, SUPPORTED_IMAGE_SIZES)
+    )
     if shape is None:
         return cfg
     size, channels = shape
-    return dataclasses.replace(cfg, image_size=cfg.image_size if "image_size" in given else size,
-                               channels=cfg.channels if "channels" in given else channels)
+    return dataclasses.replace(
+        cfg,
+        image_size=cfg.image_size if "image_size" in given else size,
+        channels=cfg.channels if "channels" in given else channels,
+    )
 
 
 def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str] | None = None) -> Resolved:
@@ -86,8 +92,10 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
     state, continued_from, init_weights = None, None, None
     if resume is not None and "init_from" in given:
         # a resumed run already has its weights; a fine-tuned run's own checkpoint wins over its source
-        raise UserError("--init-from starts a new run from another run's weights, --resume continues a run "
-                        "from its own checkpoint: give one of them")
+        raise UserError(
+            "--init-from starts a new run from another run's weights, --resume continues a run "
+            "from its own checkpoint: give one of them"
+        )
     if resume is not None:
         resume_path = ckpt.resolve(resume)
         state = ckpt.load_training(resume_path, map_location="cpu")
@@ -100,8 +108,10 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
         if cfg.run_dir is None:
             if resume_path.parent.name != "checkpoints":
                 # its parent folder is no run directory: adopting it would write over what is there
-                raise UserError(f"{resume_path} is not inside a run's checkpoints/ folder; give --run-dir NEW "
-                                "to continue it in a new run directory")
+                raise UserError(
+                    f"{resume_path} is not inside a run's checkpoints/ folder; give --run-dir NEW "
+                    "to continue it in a new run directory"
+                )
             refuse_older_checkpoint(resume_path, state["step"])
             values["run_dir"] = str(source_run)
         elif Path(cfg.run_dir).resolve() != source_run.resolve():
@@ -119,8 +129,10 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
     if init_weights is not None and cfg.conditional:
         source_classes = init_weights["G"]["main.0.weight"].shape[0] - cfg.latent_dim
         if source_classes != cfg.num_classes:
-            raise UserError(f"--init-from {cfg.init_from} draws {source_classes} classes, but {cfg.data} has "
-                            f"{cfg.num_classes}; a conditional generator only fine-tunes onto as many classes")
+            raise UserError(
+                f"--init-from {cfg.init_from} draws {source_classes} classes, but {cfg.data} has "
+                f"{cfg.num_classes}; a conditional generator only fine-tunes onto as many classes"
+            )
     validate(cfg)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
     check_run_dir(run_dir, new=state is None or continued_from is not None)
@@ -136,13 +148,20 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"unknown recipe {cfg.recipe!r}; choose from {', '.join(RECIPES)}")
     if cfg.image_size not in SUPPORTED_IMAGE_SIZES:
         raise UserError(
-            f"unsupported image size {cfg.image_size}; supported: "
-            f"{', '.join(map(str, SUPPORTED_IMAGE_SIZES))}"
+            f"unsupported image size {cfg.image_size}; supported: {', '.join(map(str, SUPPORTED_IMAGE_SIZES))}"
         )
     if cfg.channels not in SUPPORTED_CHANNELS:
         raise UserError(f"unsupported channel count {cfg.channels}; use 1 (grayscale) or 3 (RGB)")
-    positive = ("batch_size", "latent_dim", "g_width", "d_width", "log_every_steps",
-                "sample_every_steps", "checkpoint_every_steps", "num_samples")
+    positive = (
+        "batch_size",
+        "latent_dim",
+        "g_width",
+        "d_width",
+        "log_every_steps",
+        "sample_every_steps",
+        "checkpoint_every_steps",
+        "num_samples",
+    )
     for name in positive:
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:  # None: the size's default width
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
@@ -201,8 +220,7 @@ def check_run_dir(run_dir: Path, *, new: bool) -> None:
         raise UserError(f"--run-dir {run_dir} is inside the run directory {inside}; choose a folder outside it")
     if new and run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(
-            f"run directory {run_dir} already exists; resume it with --resume "
-            f"{run_dir} or choose another --run-dir"
+            f"run directory {run_dir} already exists; resume it with --resume {run_dir} or choose another --run-dir"
         )
     if not run_dir.exists():
         check_new_folder(run_dir, "run directory")  # its parent must be a writable folder
@@ -276,14 +294,16 @@ def report_config_edits(run_dir: Path, saved: dict, given: set[str]) -> None:
     if not isinstance(recorded, dict):
         return
     edited = sorted(
-        name for name, value in saved.items()
+        name
+        for name, value in saved.items()
         if name in recorded and recorded[name] != value and name not in given and name != "run_dir"
     )
     if edited:
         changes = ", ".join(f"{name} {saved[name]!r} -> {recorded[name]!r}" for name in edited)
         print0(
             f"notice: {path} was edited ({changes}); resuming uses the checkpoint's values: give "
-            f"options on the command line to change them", file=sys.stderr,
+            f"options on the command line to change them",
+            file=sys.stderr,
         )
 
 

@@ -22,9 +22,9 @@ import signal
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from . import fileio
 from .errors import UserError
@@ -45,8 +45,9 @@ def run_dir_of(path: str | os.PathLike) -> Path | None:
     checkpoints/ or metrics.jsonl; None outside any run."""
     here = Path(os.path.abspath(path))
     for folder in (here, *here.parents):
-        if (folder / "config.json").is_file() and ((folder / "checkpoints").is_dir()
-                                                   or (folder / "metrics.jsonl").is_file()):
+        if (folder / "config.json").is_file() and (
+            (folder / "checkpoints").is_dir() or (folder / "metrics.jsonl").is_file()
+        ):
             return folder
     return None
 
@@ -61,8 +62,9 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
         return False
 
 
-def check_output(path: str | os.PathLike, what: str = "output", *, folder: bool = False,
-                 owned: tuple[str, ...] = ()) -> Path:
+def check_output(
+    path: str | os.PathLike, what: str = "output", *, folder: bool = False, owned: tuple[str, ...] = ()
+) -> Path:
     """Refuse, before any work, an output that would destroy work or cannot be written.
 
     ``owned`` names the files, relative to a run directory, that this command may replace.
@@ -74,8 +76,9 @@ def check_output(path: str | os.PathLike, what: str = "output", *, folder: bool 
     if run is not None:
         relative = Path(os.path.abspath(path)).relative_to(run)
         if relative.parts[:1] == ("checkpoints",):
-            raise UserError(f"refusing to write {what} {path} into the checkpoints folder of run {run}; "
-                            "give a path outside it")
+            raise UserError(
+                f"refusing to write {what} {path} into the checkpoints folder of run {run}; give a path outside it"
+            )
         if path.exists() and not path.is_dir() and relative.as_posix() not in owned:
             raise UserError(f"refusing to overwrite {path}: it belongs to the run {run}; give another output path")
     if folder:
@@ -89,8 +92,10 @@ def check_suffix(path: str | os.PathLike, fmt: str, suffixes: dict[str, tuple[st
     suffix = Path(path).suffix.lower()
     for other, names in suffixes.items():
         if other != fmt and suffix in names and suffix not in suffixes.get(fmt, ()):
-            raise UserError(f"{path} has a {suffix} name, which is {other}, but --format {fmt} was given; "
-                            f"use a {' or '.join(suffixes[fmt])} name or --format {other}")
+            raise UserError(
+                f"{path} has a {suffix} name, which is {other}, but --format {fmt} was given; "
+                f"use a {' or '.join(suffixes[fmt])} name or --format {other}"
+            )
 
 
 # --------------------------------------------------------------------------- failures
@@ -114,8 +119,18 @@ def write_failure(error: BaseException, folder: str | os.PathLike) -> str | None
     except OSError:
         pass
     lowered = text.lower()
-    if any(m in lowered for m in ("no space left", "read-only file system", "permission denied", "write failed",
-                                  "disk quota", "file too large", "unexpected pos")):  # torch's zip writer on a full disk
+    if any(
+        m in lowered
+        for m in (
+            "no space left",
+            "read-only file system",
+            "permission denied",
+            "write failed",
+            "disk quota",
+            "file too large",
+            "unexpected pos",
+        )
+    ):  # torch's zip writer on a full disk
         first = re.sub(r"\[enforce fail at [^\]]*\]\s*\.?\s*", "", text.strip().splitlines()[0])
         return f"{type(error).__name__}: {first[:160]}"
     return None
@@ -146,8 +161,7 @@ def reported(what: str, path: str | os.PathLike, hint: str = "") -> Iterator[Non
 
 
 @contextmanager
-def writing(path: str | os.PathLike, what: str = "output", *, hint: str = "", durable: bool = False
-            ) -> Iterator[Path]:
+def writing(path: str | os.PathLike, what: str = "output", *, hint: str = "", durable: bool = False) -> Iterator[Path]:
     """Yield a temporary file beside ``path``; rename it over ``path`` when the block succeeds.
 
     On any failure or SIGTERM the temporary file is removed and ``path`` is untouched. A disk
@@ -175,8 +189,9 @@ def write_cache(path: str | os.PathLike, what: str, write: Callable[[Path], None
         with writing(path, what) as tmp:
             write(tmp)
     except UserError as e:
-        print(f"warning: {str(e).replace('refusing to', 'not going to')}; carrying on without the cache",
-              file=sys.stderr)
+        print(
+            f"warning: {str(e).replace('refusing to', 'not going to')}; carrying on without the cache", file=sys.stderr
+        )
         return False
     return True
 
@@ -255,9 +270,11 @@ def check_fits_in_memory(G, num_images: int, what: str, *, copies: int = 4) -> N
     needed = num_images * G.channels * G.image_size * G.image_size * copies
     free = available_memory_bytes()
     if free is not None and needed > free:
-        raise UserError(f"{what}: {num_images:,} images of {G.channels}x{G.image_size}x{G.image_size} need about "
-                        f"{_size(needed)}, more than the {_size(free)} free; make fewer"
-                        f"{', or write a folder (streamed)' if what == '--num-images' else ''}")
+        raise UserError(
+            f"{what}: {num_images:,} images of {G.channels}x{G.image_size}x{G.image_size} need about "
+            f"{_size(needed)}, more than the {_size(free)} free; make fewer"
+            f"{', or write a folder (streamed)' if what == '--num-images' else ''}"
+        )
 
 
 def _size(num_bytes: int) -> str:

@@ -27,7 +27,7 @@ class RunLock:
         self.path = Path(run_dir) / LOCK_NAME
         self.fd: int | None = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         if fcntl is None or self.fd is not None:
             return self
         try:

@@ -13,7 +13,6 @@ from pathlib import Path
 from .fileio import atomic_path, write_text_atomic
 from .outputs import reported
 
-
 STAT_NAMES = ("loss_D", "loss_G", "D_x", "D_G_z_before", "D_G_z_after")
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
-
 from torch import nn
 
 from .errors import UserError

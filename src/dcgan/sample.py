@@ -7,40 +7,20 @@ often, ``class_labels``) unless one class is asked for; its grid has one row per
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint as ckpt
-from .config import TrainConfig
 from .data import to_uint8
-from .ema import recalibrated
 from .errors import UserError
-from .outputs import check_output as check_output_path, writing, writing_folder
 from .models import Generator
-from .step import build_generator
+from .outputs import check_output as check_output_path
+from .outputs import writing, writing_folder
 
 FORMATS = ("grid", "folder", "npz")
-
-
-def load_generator(path: str | Path, device: torch.device, *, ema: bool = True) -> Generator:
-    """The generator of a checkpoint (its EMA when present), in eval mode with matching BN statistics.
-
-    Works on any device whatever device wrote the checkpoint.
-    """
-    state = ckpt.load_training(path, map_location="cpu")
-    cfg = TrainConfig.from_dict(state["config"])
-    G = build_generator(cfg)
-    weights = state.get("G_ema") if ema and state.get("G_ema") is not None else state["G"]
-    try:
-        G.load_state_dict(weights)
-    except RuntimeError as e:
-        raise UserError(f"checkpoint weights do not fit its own config: {str(e).splitlines()[0]}") from None
-    G.class_names = cfg.class_names if cfg.conditional else ()  # for --class by name
-    return recalibrated(G.to(device), seed=cfg.seed)
 
 
 class OneClass(nn.Module):
@@ -62,7 +42,7 @@ def chosen_class(G: Generator, text: str | None) -> int | None:
     """``--class`` as an index into G's classes (None when not given); one line when it does not apply."""
     if text is None:
         return None
-    return parse_class(text, getattr(G, "class_names", ()) if G.num_classes else ())
+    return parse_class(text, G.class_names if G.num_classes else ())
 
 
 def one_class(G: Generator, text: str | None, command: str) -> nn.Module:
@@ -113,7 +93,13 @@ def parse_class(text: str, class_names: tuple[str, ...] | list[str]) -> int:
 
 @torch.no_grad()
 def generated_batches(
-    generator: nn.Module, num_images: int, *, seed: int, batch_size: int, rank: int = 0, world_size: int = 1,
+    generator: nn.Module,
+    num_images: int,
+    *,
+    seed: int,
+    batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
     label: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """uint8 batches of ``num_images`` generated images, reproducible for a seed.
@@ -132,11 +118,11 @@ def generated_batches(
             yield to_uint8(generator(z) if y is None else generator(z, y[rank::world_size].to(device)))
 
 
-def generate(G: Generator, num_images: int, *, seed: int = 0, batch_size: int = 500,
-             label: int | None = None) -> torch.Tensor:
+def generate(
+    G: Generator, num_images: int, *, seed: int = 0, batch_size: int = 500, label: int | None = None
+) -> torch.Tensor:
     """``num_images`` uint8 images [N, C, H, W] on the CPU, reproducible for a seed."""
-    return torch.cat([b.cpu() for b in generated_batches(G, num_images, seed=seed, batch_size=batch_size,
-                                                         label=label)])
+    return torch.cat([b.cpu() for b in generated_batches(G, num_images, seed=seed, batch_size=batch_size, label=label)])
 
 
 def class_rows(G: Generator, num_images: int, *, seed: int = 0) -> tuple[torch.Tensor, int]:
@@ -179,8 +165,14 @@ def infer_format(out: Path, fmt: str | None) -> str:
     raise UserError(f"cannot tell the format from {out}; use a .png, .npz or folder path, or --format")
 
 
-def write(images: torch.Tensor | Iterator[torch.Tensor], out: Path, fmt: str, *,
-          labels: torch.Tensor | None = None, nrow: int | None = None) -> None:
+def write(
+    images: torch.Tensor | Iterator[torch.Tensor],
+    out: Path,
+    fmt: str,
+    *,
+    labels: torch.Tensor | None = None,
+    nrow: int | None = None,
+) -> None:
     """Write uint8 images [N, C, H, W]; a grid, an .npz or a folder appears whole or not at all.
 
     ``labels`` (a conditional generator's classes) go into an .npz beside the images; ``nrow``
@@ -192,7 +184,7 @@ def write(images: torch.Tensor | Iterator[torch.Tensor], out: Path, fmt: str, *,
     if fmt == "folder":
         with writing_folder(out, "images") as tmp:
             i = 0
-            for batch in ([images] if isinstance(images, torch.Tensor) else images):
+            for batch in [images] if isinstance(images, torch.Tensor) else images:
                 for image in batch:
                     Image.fromarray(image.permute(1, 2, 0).numpy().squeeze()).save(tmp / f"{i:06d}.png")
                     i += 1

@@ -36,10 +36,20 @@ class Logits(nn.Module):
 
 
 def train_step(
-    G: nn.Module, D_logits: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer,
-    real: torch.Tensor, z: torch.Tensor, *, real_label: float = 1.0, amp=None,
-    scaler_G: torch.amp.GradScaler | None = None, scaler_D: torch.amp.GradScaler | None = None,
-    r1_weight: float = 0.0, augment: tuple[str, ...] = (), y_real: torch.Tensor | None = None,
+    G: nn.Module,
+    D_logits: nn.Module,
+    opt_G: torch.optim.Optimizer,
+    opt_D: torch.optim.Optimizer,
+    real: torch.Tensor,
+    z: torch.Tensor,
+    *,
+    real_label: float = 1.0,
+    amp=None,
+    scaler_G: torch.amp.GradScaler | None = None,
+    scaler_D: torch.amp.GradScaler | None = None,
+    r1_weight: float = 0.0,
+    augment: tuple[str, ...] = (),
+    y_real: torch.Tensor | None = None,
     y_fake: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One DCGAN step; returns the detached statistics [loss_D, loss_G, D(x), D(G(z)) before, after].
@@ -88,26 +98,21 @@ def train_step(
     scaler_G.update()
 
     with torch.no_grad():
-        return torch.stack([
-            loss_D.detach().float(), loss_G.detach().float(),
-            torch.sigmoid(logits_real.detach().float()).mean(),
-            torch.sigmoid(logits_fake.detach().float()).mean(),
-            torch.sigmoid(logits_fake_after.detach().float()).mean(),
-        ])
-
-
-def build_generator(cfg: TrainConfig) -> Generator:
-    """The generator a config describes (training, and loading one from a checkpoint)."""
-    cfg = cfg.resolved()
-    return Generator(latent_dim=cfg.latent_dim, channels=cfg.channels, image_size=cfg.image_size, width=cfg.g_width,
-                     num_classes=cfg.num_classes)
+        return torch.stack(
+            [
+                loss_D.detach().float(),
+                loss_G.detach().float(),
+                torch.sigmoid(logits_real.detach().float()).mean(),
+                torch.sigmoid(logits_fake.detach().float()).mean(),
+                torch.sigmoid(logits_fake_after.detach().float()).mean(),
+            ]
+        )
 
 
 def build_models(cfg: TrainConfig) -> tuple[Generator, Discriminator]:
     cfg = cfg.resolved()
-    G = build_generator(cfg)
-    D = Discriminator(channels=cfg.channels, image_size=cfg.image_size, width=cfg.d_width,
-                      num_classes=cfg.num_classes)
+    G = Generator.from_config(cfg)
+    D = Discriminator(channels=cfg.channels, image_size=cfg.image_size, width=cfg.d_width, num_classes=cfg.num_classes)
     return G, D
 
 
@@ -128,8 +133,20 @@ class Step:
     before any optimizer step: the step then falls back to eager and is taken again.
     """
 
-    def __init__(self, G: nn.Module, D_logits: nn.Module, opt_G, opt_D, *, real_label: float, amp,
-                 scaler_G, scaler_D, compile_mode: str | None, augment: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        G: nn.Module,
+        D_logits: nn.Module,
+        opt_G,
+        opt_D,
+        *,
+        real_label: float,
+        amp,
+        scaler_G,
+        scaler_D,
+        compile_mode: str | None,
+        augment: tuple[str, ...] = (),
+    ) -> None:
         self.opt_G, self.opt_D = opt_G, opt_D
         self.args = dict(real_label=real_label, amp=amp, scaler_G=scaler_G, scaler_D=scaler_D, augment=augment)
         self.eager = (G, D_logits)
@@ -159,23 +176,25 @@ class Step:
         if self.compiled and r1_weight:
             # R1 differentiates D's input gradient again (double backward), which aot_autograd cannot
             # compile: the lazy R1 steps (1 in r1_every_steps) run the same modules eagerly
-            return train_step(*self.eager, self.opt_G, self.opt_D, real, z, r1_weight=r1_weight, **labels,
-                              **self.args)
+            return train_step(*self.eager, self.opt_G, self.opt_D, real, z, r1_weight=r1_weight, **labels, **self.args)
         if self.compiled:
             torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs (reduce-overhead) may reuse last step's outputs
         try:
-            return train_step(*self.networks, self.opt_G, self.opt_D, real, z, r1_weight=r1_weight, **labels,
-                              **self.args)
+            return train_step(
+                *self.networks, self.opt_G, self.opt_D, real, z, r1_weight=r1_weight, **labels, **self.args
+            )
         except Exception as e:
             if not self.compiled:
                 raise
             if self.d_steps != d_steps:  # D already stepped: taking the step again would not be the same step
                 raise UserError(f"torch.compile failed mid-step ({type(e).__name__}); rerun without --compile") from e
-            print0(f"notice: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                   "running eagerly")
+            print0(
+                f"notice: torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); running eagerly"
+            )
             self.networks = self.eager
-            return train_step(*self.networks, self.opt_G, self.opt_D, real, z, r1_weight=r1_weight, **labels,
-                              **self.args)
+            return train_step(
+                *self.networks, self.opt_G, self.opt_D, real, z, r1_weight=r1_weight, **labels, **self.args
+            )
 
 
 @dataclass
@@ -196,8 +215,9 @@ class Training:
     fixed_noise: torch.Tensor  # the sample grids' z, on the CPU
 
 
-def build_training(cfg: TrainConfig, device: torch.device, *, dist: Dist | None = None,
-                   fast_adam: bool = True) -> Training:
+def build_training(
+    cfg: TrainConfig, device: torch.device, *, dist: Dist | None = None, fast_adam: bool = True
+) -> Training:
     """Networks, EMA, optimizers, scalers, the step and the noise streams for ``cfg`` on ``device``.
 
     The order of construction fixes the random initial weights: it is part of what makes a run
@@ -227,12 +247,20 @@ def build_training(cfg: TrainConfig, device: torch.device, *, dist: Dist | None 
 
         ids = [device.index] if device.type == "cuda" else None
         G_train, D_logits = DDP(G_train, device_ids=ids), DDP(D_logits, device_ids=ids)
-    step = Step(G_train, D_logits, opt_G, opt_D, real_label=cfg.real_label, amp=autocast(device, precision),
-                scaler_G=scaler_G, scaler_D=scaler_D, compile_mode=cfg.compile_mode if cfg.compile else None,
-                augment=parse_policy(cfg.augment))
+    step = Step(
+        G_train,
+        D_logits,
+        opt_G,
+        opt_D,
+        real_label=cfg.real_label,
+        amp=autocast(device, precision),
+        scaler_G=scaler_G,
+        scaler_D=scaler_D,
+        compile_mode=cfg.compile_mode if cfg.compile else None,
+        augment=parse_policy(cfg.augment),
+    )
     # one noise stream for all ranks, each taking its slice of the global batch: a run
     # on N processes draws the same z as one process with N times the batch
     noise_rng = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + 1)
     fixed_noise = torch.randn(cfg.num_samples, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
-    return Training(G, D, ema, opt_G, opt_D, scaler_G, scaler_D, step, precision, memory_format, noise_rng,
-                    fixed_noise)
+    return Training(G, D, ema, opt_G, opt_D, scaler_G, scaler_D, step, precision, memory_format, noise_rng, fixed_noise)

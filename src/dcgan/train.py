@@ -27,8 +27,16 @@ from .ema import recalibrated
 from .errors import UserError
 from .fileio import atomic_path
 from .hooks import (
-    Checkpoints, Evaluation, SampleGrids, TensorBoard, TrainingDiverged, check_finite_row, checkpoint_state,
-    load_networks, restore_state, save_checkpoint,
+    Checkpoints,
+    Evaluation,
+    SampleGrids,
+    TensorBoard,
+    TrainingDiverged,
+    check_finite_row,
+    checkpoint_state,
+    load_networks,
+    restore_state,
+    save_checkpoint,
 )
 from .options import Resolved, resolve, write_config
 from .outputs import reported
@@ -78,25 +86,49 @@ class Trainer:
             self.best_fid = math.inf
             seed_everything(cfg.seed + self.dist.rank)
             spec = DataSpec(
-                name=cfg.data, root=cfg.data_root, channels=cfg.channels, image_size=cfg.image_size,
-                in_memory=cfg.in_memory, max_images=cfg.max_images, download=cfg.download, labels=cfg.conditional,
+                name=cfg.data,
+                root=cfg.data_root,
+                channels=cfg.channels,
+                image_size=cfg.image_size,
+                in_memory=cfg.in_memory,
+                max_images=cfg.max_images,
+                download=cfg.download,
+                labels=cfg.conditional,
             )
             data = load(spec, progress=not cfg.quiet and self.dist.is_main)
             self.batches = Batches(
-                data, cfg.batch_size, seed=cfg.seed, device=self.device, rank=self.dist.rank,
-                world_size=self.dist.world_size, num_workers=cfg.num_workers, labels=cfg.conditional,
+                data,
+                cfg.batch_size,
+                seed=cfg.seed,
+                device=self.device,
+                rank=self.dist.rank,
+                world_size=self.dist.world_size,
+                num_workers=cfg.num_workers,
+                labels=cfg.conditional,
             )
             # None: no step limit, the --minutes budget alone ends the run
-            self.total_steps = 1 if cfg.dry_run else (
-                cfg.steps if cfg.steps is not None
-                else cfg.epochs * self.batches.steps_per_epoch if cfg.epochs is not None else None
+            self.total_steps = (
+                1
+                if cfg.dry_run
+                else (
+                    cfg.steps
+                    if cfg.steps is not None
+                    else cfg.epochs * self.batches.steps_per_epoch
+                    if cfg.epochs is not None
+                    else None
+                )
             )
             self.budget_s = None if cfg.minutes is None or cfg.dry_run else cfg.minutes * 60
             self.train_seconds = 0.0  # wall time spent in training steps, over every resumed part of the run
 
             parts = build_training(cfg, self.device, dist=self.dist)
             self.G, self.D, self.ema = parts.G, parts.D, parts.ema  # the raw modules: what checkpoints store
-            self.opt_G, self.opt_D, self.scaler_G, self.scaler_D = parts.opt_G, parts.opt_D, parts.scaler_G, parts.scaler_D
+            self.opt_G, self.opt_D, self.scaler_G, self.scaler_D = (
+                parts.opt_G,
+                parts.opt_D,
+                parts.scaler_G,
+                parts.scaler_D,
+            )
             self.train_step, self.precision, self.memory_format = parts.step, parts.precision, parts.memory_format
             self.noise_rng, self.fixed_noise = parts.noise_rng, parts.fixed_noise
 
@@ -174,8 +206,13 @@ class Trainer:
             self.log = MetricsLog(self.run_dir / "metrics.jsonl")
             if self.cfg.tensorboard:
                 self.hooks.append(TensorBoard(self.run_dir))
-        self.bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                        disable=self.cfg.quiet or not self.dist.is_main)
+        self.bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=self.cfg.quiet or not self.dist.is_main,
+        )
         self.images_per_step = self.cfg.batch_size * self.dist.world_size
         self.last_log = (time.perf_counter(), self.step)  # for img/s between rows
         self.segment = (self.last_log[0], self.train_seconds)  # this process's start, and the time before it
@@ -192,8 +229,9 @@ class Trainer:
         z = torch.randn(self.images_per_step, self.cfg.latent_dim, device=self.device, generator=self.noise_rng)[shard]
         labels = {}
         if self.cfg.conditional:  # G draws every class equally often, from the same stream as z
-            y_fake = torch.randint(self.cfg.num_classes, (self.images_per_step,), device=self.device,
-                                   generator=self.noise_rng)[shard]
+            y_fake = torch.randint(
+                self.cfg.num_classes, (self.images_per_step,), device=self.device, generator=self.noise_rng
+            )[shard]
             labels = {"y_real": y_real, "y_fake": y_fake}
         self._schedule_lr()
         stats = self._step(real, z, **labels)
@@ -250,8 +288,7 @@ class Trainer:
     def _step(self, real: torch.Tensor, z: torch.Tensor, **labels) -> torch.Tensor:
         cfg = self.cfg
         lazy_r1 = cfg.r1_gamma and self.step % cfg.r1_every_steps == 0
-        return self.train_step(real, z, r1_weight=cfg.r1_gamma / 2 * cfg.r1_every_steps if lazy_r1 else 0.0,
-                               **labels)
+        return self.train_step(real, z, r1_weight=cfg.r1_gamma / 2 * cfg.r1_every_steps if lazy_r1 else 0.0, **labels)
 
     def _finished(self) -> bool:
         """The step limit is reached, or the time budget is spent (all ranks agree, at log steps)."""
@@ -261,16 +298,17 @@ class Trainer:
             return False
         if self.dist.world_size == 1:
             return self.train_seconds >= self.budget_s
-        return self.step % self.cfg.log_every_steps == 0 and all_agree(
-            self.train_seconds >= self.budget_s, self.device)
+        return self.step % self.cfg.log_every_steps == 0 and all_agree(self.train_seconds >= self.budget_s, self.device)
 
     def _schedule_lr(self) -> None:
         """Both learning rates follow the schedule over the run's steps or its time budget, whichever is known."""
         cfg = self.cfg
         if cfg.lr_schedule == "constant" and not cfg.lr_warmup_steps:
             return
-        progress = max(self.step / self.total_steps if self.total_steps else 0.0,
-                       self.train_seconds / self.budget_s if self.budget_s else 0.0)
+        progress = max(
+            self.step / self.total_steps if self.total_steps else 0.0,
+            self.train_seconds / self.budget_s if self.budget_s else 0.0,
+        )
         factor = lr_factor(cfg.lr_schedule, progress, self.step, cfg.lr_warmup_steps)
         for opt, base in ((self.opt_G, cfg.lr_g), (self.opt_D, cfg.lr_d)):
             for group in opt.param_groups:
@@ -316,7 +354,8 @@ class Trainer:
         self.log.write(row)
         bar.set_postfix_str(
             f"ep {row['epoch']} D {row['loss_D']:.3f} G {row['loss_G']:.3f} D(x) {row['D_x']:.2f} "
-            f"D(G(z)) {row['D_G_z_before']:.2f} {row['img_per_s']:.0f} img/s", refresh=False,
+            f"D(G(z)) {row['D_G_z_before']:.2f} {row['img_per_s']:.0f} img/s",
+            refresh=False,
         )
         if self.cfg.quiet:
             print0(json.dumps(row))
@@ -341,8 +380,10 @@ class Trainer:
             if new:
                 # another trainer may have made the same new run directory since options.resolve looked
                 if any(p.name != self.lock.path.name for p in self.run_dir.iterdir()):
-                    raise UserError(f"run directory {self.run_dir} already exists; resume it with --resume "
-                                    f"{self.run_dir} or choose another --run-dir")
+                    raise UserError(
+                        f"run directory {self.run_dir} already exists; resume it with --resume "
+                        f"{self.run_dir} or choose another --run-dir"
+                    )
             (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
             metrics = self.run_dir / "metrics.jsonl"
             if self.continued_from is not None and (self.continued_from / "metrics.jsonl").is_file():
@@ -353,12 +394,19 @@ class Trainer:
                 truncate_rows(metrics, self.step)  # rows the resumed steps write again
                 for stale in (self.run_dir / "checkpoints").glob(".*.tmp*"):  # left by a kill mid-write
                     stale.unlink(missing_ok=True)
-            write_config(self.run_dir, self.cfg, {
-                "device": str(self.device), "precision": self.precision,
-                "world_size": self.dist.world_size, "total_steps": self.total_steps,
-                "steps_per_epoch": self.batches.steps_per_epoch, "num_images": len(self.batches.data),
-                "torch": torch.__version__,
-            })
+            write_config(
+                self.run_dir,
+                self.cfg,
+                {
+                    "device": str(self.device),
+                    "precision": self.precision,
+                    "world_size": self.dist.world_size,
+                    "total_steps": self.total_steps,
+                    "steps_per_epoch": self.batches.steps_per_epoch,
+                    "num_images": len(self.batches.data),
+                    "torch": torch.__version__,
+                },
+            )
         except OSError as e:
             if new and made:  # nothing of it is worth keeping, and a rerun would find it in its way
                 self.lock.release()

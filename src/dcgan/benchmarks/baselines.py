@@ -58,8 +58,10 @@ BASELINES = {"classic": Baseline(digits_size=64, batch_size=64), "newcomer": Bas
 
 
 def collapse_warning(recipe: str, seed: int, row: dict) -> str:
-    return (f"warning: {recipe} seed {seed} looks collapsed at step {row.get('step')}: D(x) {row['D_x']:.3f}, "
-            f"D(G(z)) {row['D_G_z_before']:.4f}, loss_G {row['loss_G']:.1f}")
+    return (
+        f"warning: {recipe} seed {seed} looks collapsed at step {row.get('step')}: D(x) {row['D_x']:.3f}, "
+        f"D(G(z)) {row['D_G_z_before']:.4f}, loss_G {row['loss_G']:.1f}"
+    )
 
 
 # --------------------------------------------------------------------------- the baselines' training
@@ -98,11 +100,11 @@ def train_baseline(spec: dict) -> Path:
 
 
 def _train_baseline(spec: dict, stop) -> Path:
-    from .classic import classic_batches, classic_loader, classic_models, classic_optimizers, classic_step
     from ..config import TrainConfig
     from ..data import DataSpec, load
     from ..runlog import STAT_NAMES, MetricsLog
     from ..runtime import choose_device
+    from .classic import classic_batches, classic_loader, classic_models, classic_optimizers, classic_step
 
     recipe = BASELINES[spec["recipe"]]
     run_dir = Path(spec["run_dir"])
@@ -112,8 +114,16 @@ def _train_baseline(spec: dict, stop) -> Path:
     channels = spec.get("channels", 1)
     data_size = spec.get("image_size", 28)
     image_size = recipe.image_size(data_size, channels)
-    images = load(DataSpec(name=spec["data"], root=spec["data_root"], max_images=spec["max_images"],
-                           image_size=data_size, channels=channels), progress=False).images
+    images = load(
+        DataSpec(
+            name=spec["data"],
+            root=spec["data_root"],
+            max_images=spec["max_images"],
+            image_size=data_size,
+            channels=channels,
+        ),
+        progress=False,
+    ).images
     # shuffled, 2 workers, the last partial batch kept, new workers every epoch
     dataset = PILImages(images, recipe.transform(image_size, channels))
     batches = classic_batches(classic_loader(dataset, recipe.batch_size), device)
@@ -123,10 +133,21 @@ def _train_baseline(spec: dict, stop) -> Path:
     opt_G, opt_D = classic_optimizers(G, D)  # plain Adam, lr 2e-4, betas (0.5, 0.999)
     criterion = nn.BCELoss()
     cfg = TrainConfig(
-        data=spec["data"], data_root=spec["data_root"], image_size=image_size, channels=channels,
-        max_images=spec["max_images"], latent_dim=LATENT_DIM, g_width=spec["width"], d_width=spec["width"],
-        batch_size=recipe.batch_size, ema_decay=0.0, seed=spec["seed"], device=spec["device"],
-        run_dir=str(run_dir), log_every_steps=spec["log_every_steps"], extra={"recipe": spec["recipe"]},
+        data=spec["data"],
+        data_root=spec["data_root"],
+        image_size=image_size,
+        channels=channels,
+        max_images=spec["max_images"],
+        latent_dim=LATENT_DIM,
+        g_width=spec["width"],
+        d_width=spec["width"],
+        batch_size=recipe.batch_size,
+        ema_decay=0.0,
+        seed=spec["seed"],
+        device=spec["device"],
+        run_dir=str(run_dir),
+        log_every_steps=spec["log_every_steps"],
+        extra={"recipe": spec["recipe"]},
     )
     write_text_atomic(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")  # the clock starts
 
@@ -150,12 +171,24 @@ def _train_baseline(spec: dict, stop) -> Path:
 
     cfg = dataclasses.replace(cfg, steps=step, epochs=None)
     path = run_dir / "generator.pt"
-    ckpt.save({"config": cfg.to_dict(), "G": G.state_dict(), "G_ema": None, "step": step,
-               "images_seen": images_seen, "train_seconds": seconds, "stop_reason": stop.reason}, path)
-    print(f"{spec['recipe']}: stopped by {stop.reason} after {step} steps, {images_seen} images, "
-          f"{seconds:.1f} s; wrote {path}", flush=True)
+    ckpt.save(
+        {
+            "config": cfg.to_dict(),
+            "G": G.state_dict(),
+            "G_ema": None,
+            "step": step,
+            "images_seen": images_seen,
+            "train_seconds": seconds,
+            "stop_reason": stop.reason,
+        },
+        path,
+    )
+    print(
+        f"{spec['recipe']}: stopped by {stop.reason} after {step} steps, {images_seen} images, "
+        f"{seconds:.1f} s; wrote {path}",
+        flush=True,
+    )
     return path
-
 
 
 def _worker_main(argv: list[str]) -> int:

@@ -20,8 +20,8 @@ the sample grid every 100 steps are left to the caller (``baselines.py`` runs th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -92,12 +92,14 @@ def classic_transform(channels: int, image_size: int):
     """The classic per-sample pipeline: PIL image -> float tensor in [-1, 1]."""
     from torchvision import transforms
 
-    return transforms.Compose([
-        transforms.Resize(image_size),
-        transforms.CenterCrop(image_size),
-        transforms.ToTensor(),
-        transforms.Normalize((0.5,) * channels, (0.5,) * channels),
-    ])
+    return transforms.Compose(
+        [
+            transforms.Resize(image_size),
+            transforms.CenterCrop(image_size),
+            transforms.ToTensor(),
+            transforms.Normalize((0.5,) * channels, (0.5,) * channels),
+        ]
+    )
 
 
 def classic_dataset(root: str, *, channels: int, image_size: int):
@@ -105,7 +107,8 @@ def classic_dataset(root: str, *, channels: int, image_size: int):
     import torchvision
 
     return torchvision.datasets.ImageFolder(
-        root, transform=classic_transform(channels, image_size),
+        root,
+        transform=classic_transform(channels, image_size),
         loader=_PILLoader("L" if channels == 1 else "RGB"),
     )
 
@@ -118,8 +121,11 @@ def classic_loader(
     ``sampler`` (which excludes ``shuffle``) lets a test replay a given order.
     """
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
-        sampler=sampler, num_workers=num_workers,
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
     )
 
 
@@ -145,9 +151,16 @@ class ClassicStats:
 
 
 def classic_step(
-    G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer,
-    real: torch.Tensor, z: torch.Tensor, criterion: nn.Module | None = None,
-    *, real_label: float = 1.0, fake_label: float = 0.0,
+    G: nn.Module,
+    D: nn.Module,
+    opt_G: torch.optim.Optimizer,
+    opt_D: torch.optim.Optimizer,
+    real: torch.Tensor,
+    z: torch.Tensor,
+    criterion: nn.Module | None = None,
+    *,
+    real_label: float = 1.0,
+    fake_label: float = 0.0,
 ) -> ClassicStats:
     """One classic step. ``D`` outputs probabilities (a ``ClassicDiscriminator``); ``z`` is [B, latent_dim, 1, 1]."""
     criterion = criterion if criterion is not None else nn.BCELoss()

@@ -15,7 +15,7 @@ with SIGTERM, on which each finishes its step and saves its generator (the
 trainer its checkpoint, exit code 143). The reported wall time runs from that
 start to the process's exit.
 
-Every result is then sampled the same way (``sample.load_generator``: the
+Every result is then sampled the same way (``Generator.from_checkpoint``: the
 generator, the EMA one where the recipe keeps one, in eval mode with its
 batch-norm statistics recalibrated on noise, ``ema.recalibrated``) and scored
 with one offline evaluator against the real training images, whose features are cached once for
@@ -49,12 +49,14 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint as ckpt
-from .baselines import BASELINES, collapse_warning
 from ..errors import UserError
-from ..fileio import check_new_folder, write_text_atomic
+from ..fileio import write_text_atomic
 from ..metrics.evaluate import check_fid_images
+from ..models import Generator
+from ..outputs import check_output
 from ..runlog import CollapseDetector
 from ..signals import on_signals
+from .baselines import BASELINES, collapse_warning
 
 RECIPES = ("default", "classic", "newcomer", "paper", "conditional")
 # conditional on request: it answers another question (what labels buy); the newcomer is a digits loop
@@ -64,7 +66,6 @@ COLOUR_RECIPES = ("default", "classic", "paper")
 TRAINER_RECIPES = {"default": ("default", []), "paper": ("paper", []), "conditional": ("default", ["--conditional"])}
 DATASETS = ("mnist", "mnist-5k", "fashion-mnist", "cifar10", "folder", "celeba", "lsun")
 STOP_EXIT_CODES = (0, 143)  # 143: the trainer stopped by SIGTERM, the budget's end
-
 
 
 @dataclass
@@ -92,7 +93,7 @@ class QualityConfig:
     quick: bool = False
 
     @classmethod
-    def quick_config(cls, **overrides) -> "QualityConfig":
+    def quick_config(cls, **overrides) -> QualityConfig:
         """Tiny networks, seconds of training, a few hundred images: checks the wiring."""
         values = dict(budget_s=3.0, num_images=200, width=8, max_images=512, threads=1, log_every_steps=5)
         return cls(**{**values, **overrides, "quick": True})
@@ -101,8 +102,9 @@ class QualityConfig:
     def shape(self) -> tuple[int, int]:
         """(image_size, channels) the trainer recipes train at."""
         from ..data import native_shape
+        from ..models import SUPPORTED_IMAGE_SIZES
 
-        size, channels = native_shape(self.data, self.data_root) or (28, 1)
+        size, channels = native_shape(self.data, self.data_root, SUPPORTED_IMAGE_SIZES) or (28, 1)
         return self.image_size or size, self.channels or channels
 
     @property
@@ -138,7 +140,6 @@ def command_line(cfg: QualityConfig) -> str:
 def validate(cfg: QualityConfig) -> None:
     """Fail on bad values before any work starts."""
     from ..config import TrainConfig
-
     from ..metrics.report import EXTRACTORS
     from ..models import SUPPORTED_CHANNELS, SUPPORTED_IMAGE_SIZES
 
@@ -152,8 +153,9 @@ def validate(cfg: QualityConfig) -> None:
     if cfg.extractor is not None and cfg.extractor not in EXTRACTORS:
         raise UserError(f"--extractor: choose among {', '.join(EXTRACTORS)}, not {cfg.extractor!r}")
     if "newcomer" in cfg.chosen_recipes and (size, channels) != (28, 1):
-        raise UserError(f"--recipes: the newcomer loop trains 28x28 grayscale digits, not {size}x{size} "
-                        f"with {channels} channels")
+        raise UserError(
+            f"--recipes: the newcomer loop trains 28x28 grayscale digits, not {size}x{size} with {channels} channels"
+        )
     if not (cfg.budget_s > 0 and math.isfinite(cfg.budget_s)):
         raise UserError(f"--budget-min must be a positive number, got {cfg.budget_s / 60:g}")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
@@ -163,9 +165,10 @@ def validate(cfg: QualityConfig) -> None:
     if unknown or not recipes or len(set(recipes)) != len(recipes):
         raise UserError(f"--recipes: choose among {', '.join(RECIPES)}, each once (got {','.join(recipes)})")
     check_fid_images(cfg.num_images)
-    largest_batch = max(TrainConfig.for_recipe(TRAINER_RECIPES[r][0]).batch_size if r in TRAINER_RECIPES
-                        else BASELINES[r].batch_size
-                        for r in recipes)
+    largest_batch = max(
+        TrainConfig.for_recipe(TRAINER_RECIPES[r][0]).batch_size if r in TRAINER_RECIPES else BASELINES[r].batch_size
+        for r in recipes
+    )
     if cfg.max_images is not None and cfg.max_images < largest_batch:
         raise UserError(f"--max-images must be at least {largest_batch} (a batch), got {cfg.max_images}")
     if cfg.snapshot_every_min is not None and not (0 < cfg.snapshot_every_min < cfg.budget_s / 60):
@@ -174,7 +177,7 @@ def validate(cfg: QualityConfig) -> None:
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(cfg, name)}")
     if cfg.out is not None:
-        check_new_folder(cfg.out, "--out")
+        check_output(cfg.out, "--out", folder=True)  # the one guard: never into a run's checkpoints
 
 
 # --------------------------------------------------------------------------- one recipe, one seed
@@ -187,9 +190,30 @@ def _command(cfg: QualityConfig, recipe: str, seed: int, run_dir: Path) -> list[
     if recipe in TRAINER_RECIPES:
         preset, options = TRAINER_RECIPES[recipe]
         size, channels = cfg.shape
-        cmd = [sys.executable, "-m", "dcgan", "train", "--recipe", preset, *options, "--data", cfg.data,
-               "--image-size", str(size), "--channels", str(channels),
-               "--seed", str(seed), "--run-dir", str(run_dir), "--device", cfg.device, "--steps", str(10**9), "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "dcgan",
+            "train",
+            "--recipe",
+            preset,
+            *options,
+            "--data",
+            cfg.data,
+            "--image-size",
+            str(size),
+            "--channels",
+            str(channels),
+            "--seed",
+            str(seed),
+            "--run-dir",
+            str(run_dir),
+            "--device",
+            cfg.device,
+            "--steps",
+            str(10**9),
+            "--quiet",
+        ]
         if cfg.data_root is not None:
             cmd += ["--data-root", cfg.data_root]
         if cfg.width is not None:
@@ -201,27 +225,55 @@ def _command(cfg: QualityConfig, recipe: str, seed: int, run_dir: Path) -> list[
         if cfg.snapshot_every_min is not None:
             cmd += ["--keep-every-minutes", f"{cfg.snapshot_every_min:g}"]
         return cmd
-    spec = dict(recipe=recipe, data=cfg.data, data_root=cfg.data_root, max_images=cfg.max_images,
-                image_size=cfg.shape[0], channels=cfg.shape[1],
-                width=cfg.width or 64, seed=seed, device=cfg.device, run_dir=str(run_dir),
-                log_every_steps=cfg.log_every_steps)
+    spec = dict(
+        recipe=recipe,
+        data=cfg.data,
+        data_root=cfg.data_root,
+        max_images=cfg.max_images,
+        image_size=cfg.shape[0],
+        channels=cfg.shape[1],
+        width=cfg.width or 64,
+        seed=seed,
+        device=cfg.device,
+        run_dir=str(run_dir),
+        log_every_steps=cfg.log_every_steps,
+    )
     return [sys.executable, "-m", "dcgan.benchmarks.baselines", json.dumps(spec)]
 
 
-def run_for_budget(cmd: list[str], *, started: Path, budget_s: float, log_path: Path, setup_timeout_s: float,
-                   stop_timeout_s: float, env: dict | None = None) -> dict:
+def run_for_budget(
+    cmd: list[str],
+    *,
+    started: Path,
+    budget_s: float,
+    log_path: Path,
+    setup_timeout_s: float,
+    stop_timeout_s: float,
+    env: dict | None = None,
+) -> dict:
     """Run ``cmd``; once ``started`` exists, let it train ``budget_s`` seconds, then SIGTERM it.
 
     Returns the exit code and the seconds of setup, training (from ``started`` to
     the exit) and the whole process. On an interrupt the process is stopped the
     same way (it saves its work) before the interrupt goes on.
     """
-    return run_side_by_side([(cmd, started, log_path)], budget_s=budget_s, setup_timeout_s=setup_timeout_s,
-                            stop_timeout_s=stop_timeout_s, env=env)[0]
+    return run_side_by_side(
+        [(cmd, started, log_path)],
+        budget_s=budget_s,
+        setup_timeout_s=setup_timeout_s,
+        stop_timeout_s=stop_timeout_s,
+        env=env,
+    )[0]
 
 
-def run_side_by_side(jobs: list[tuple[list[str], Path, Path]], *, budget_s: float, setup_timeout_s: float,
-                     stop_timeout_s: float, env: dict | None = None) -> list[dict]:
+def run_side_by_side(
+    jobs: list[tuple[list[str], Path, Path]],
+    *,
+    budget_s: float,
+    setup_timeout_s: float,
+    stop_timeout_s: float,
+    env: dict | None = None,
+) -> list[dict]:
     """``run_for_budget`` for several (command, started, log) jobs at once, each on its own clock.
 
     One loop polls every process (no threads), so an interrupt stops them all the same way.
@@ -256,8 +308,10 @@ def run_side_by_side(jobs: list[tuple[list[str], Path, Path]], *, budget_s: floa
             _stop(proc, stop_timeout_s)
         for log in logs:
             log.close()
-    return [{"returncode": proc.returncode, "setup_s": start - launch, "train_s": end - start,
-             "process_s": end - launch} for proc, start, end in zip(procs, starts, ends)]
+    return [
+        {"returncode": proc.returncode, "setup_s": start - launch, "train_s": end - start, "process_s": end - launch}
+        for proc, start, end in zip(procs, starts, ends)
+    ]
 
 
 def _stop(proc: subprocess.Popen, timeout_s: float) -> None:
@@ -284,9 +338,11 @@ def _summary(run_dir: Path, checkpoint: Path) -> dict:
     images_seen = state.get("images_seen", state["step"] * state["config"]["batch_size"])
     last = detector.last or {}
     return {
-        "steps": state["step"], "images_seen": images_seen,
+        "steps": state["step"],
+        "images_seen": images_seen,
         "last": {k: last.get(k) for k in ("step", "D_x", "D_G_z_before", "loss_G")},
-        "collapsed": detector.collapsed, "first_collapse_step": detector.first_step,
+        "collapsed": detector.collapsed,
+        "first_collapse_step": detector.first_step,
     }
 
 
@@ -314,36 +370,63 @@ def _run(cfg: QualityConfig, command: str | None, out) -> dict:
     from ..runtime import choose_device
 
     size, channels = cfg.shape
-    load(DataSpec(name=cfg.data, root=cfg.data_root, max_images=cfg.max_images, image_size=size, channels=channels),
-         progress=False)  # fail early
+    load(
+        DataSpec(name=cfg.data, root=cfg.data_root, max_images=cfg.max_images, image_size=size, channels=channels),
+        progress=False,
+    )  # fail early
     device = choose_device(cfg.device)
     root = Path(cfg.out or f"runs/quality-{datetime.now():%Y%m%d-%H%M%S}")
     for folder in ("runs", "logs", "samples"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     real_data = RealData(data=cfg.data, data_root=cfg.data_root, image_size=size, channels=channels)
-    eval_opts = EvalOptions(num_images=cfg.num_images, extractor=cfg.chosen_extractor, cache_dir=cfg.cache_dir,
-                            progress=False)
+    eval_opts = EvalOptions(
+        num_images=cfg.num_images, extractor=cfg.chosen_extractor, cache_dir=cfg.cache_dir, progress=False
+    )
     extractor, real, key = prepare(real_data, eval_opts)
     labels = real_labels(real_data, eval_opts)  # FID per class of the conditional recipe
     env = {**os.environ, **({"OMP_NUM_THREADS": str(cfg.threads)} if cfg.threads else {})}
-    results = {"command": command, "config": {**asdict(cfg), "recipes": cfg.chosen_recipes, "image_size": size,
-                                              "channels": channels, "extractor": cfg.chosen_extractor},
-               "device": str(device), "torch": torch.__version__,
-               "cpu_count": os.cpu_count(), "rows": [], "ratios": {}}
+    results = {
+        "command": command,
+        "config": {
+            **asdict(cfg),
+            "recipes": cfg.chosen_recipes,
+            "image_size": size,
+            "channels": channels,
+            "extractor": cfg.chosen_extractor,
+        },
+        "device": str(device),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "rows": [],
+        "ratios": {},
+    }
     tasks = [(seed, recipe) for seed in cfg.seeds for recipe in cfg.chosen_recipes]
     together = "one after another" if cfg.jobs == 1 else f"{cfg.jobs} side by side"
-    out(f"dcgan quality: {cfg.data} at {size}x{size}, {'RGB' if channels == 3 else 'grayscale'}, scored by the "
+    out(
+        f"dcgan quality: {cfg.data} at {size}x{size}, {'RGB' if channels == 3 else 'grayscale'}, scored by the "
         f"{cfg.chosen_extractor} evaluator; {', '.join(cfg.chosen_recipes)} x seeds {', '.join(map(str, cfg.seeds))}, "
-        f"{_duration(cfg.budget_s)} of training each, {together}; results in {root}")
+        f"{_duration(cfg.budget_s)} of training each, {together}; results in {root}"
+    )
     for first in range(0, len(tasks), cfg.jobs):
-        batch = [(seed, recipe, f"{recipe}-seed{seed}") for seed, recipe in tasks[first:first + cfg.jobs]]
+        batch = [(seed, recipe, f"{recipe}-seed{seed}") for seed, recipe in tasks[first : first + cfg.jobs]]
         for k, (_, _, name) in enumerate(batch):
-            out(f"[{first + k + 1}/{len(tasks)}] {name}: training {_duration(cfg.budget_s)} "
-                f"(log {root / 'logs' / f'{name}.log'})")
+            out(
+                f"[{first + k + 1}/{len(tasks)}] {name}: training {_duration(cfg.budget_s)} "
+                f"(log {root / 'logs' / f'{name}.log'})"
+            )
         timings = run_side_by_side(
-            [(_command(cfg, recipe, seed, root / "runs" / name), root / "runs" / name / "config.json",
-              root / "logs" / f"{name}.log") for seed, recipe, name in batch],
-            budget_s=cfg.budget_s, setup_timeout_s=cfg.setup_timeout_s, stop_timeout_s=cfg.stop_timeout_s, env=env,
+            [
+                (
+                    _command(cfg, recipe, seed, root / "runs" / name),
+                    root / "runs" / name / "config.json",
+                    root / "logs" / f"{name}.log",
+                )
+                for seed, recipe, name in batch
+            ],
+            budget_s=cfg.budget_s,
+            setup_timeout_s=cfg.setup_timeout_s,
+            stop_timeout_s=cfg.stop_timeout_s,
+            env=env,
         )
         # scored after the batch has trained, one at a time: evaluation never shares the machine with training
         for (seed, recipe, name), timing in zip(batch, timings):
@@ -362,14 +445,23 @@ def _run(cfg: QualityConfig, command: str | None, out) -> dict:
             score = _scorer(cfg, device, real, extractor, key, seed, labels)
             row["eval"] = score(checkpoint, root / f"samples/{name}.png")
             row["grid"] = f"samples/{name}.png"
-            out(f"    {row['steps']:,} steps, {row['images_seen']:,} images in {row['train_s']:.0f} s: "
-                + _scores(row["eval"]) + ("  COLLAPSED" if row["collapsed"] else ""))
+            out(
+                f"    {row['steps']:,} steps, {row['images_seen']:,} images in {row['train_s']:.0f} s: "
+                + _scores(row["eval"])
+                + ("  COLLAPSED" if row["collapsed"] else "")
+            )
             results["rows"].append(row)
             for minutes, snapshot in _snapshots(run_dir, below_min=cfg.budget_s / 60):
                 state = ckpt.load(snapshot)
-                snap = {"recipe": recipe, "seed": seed, "at_min": minutes, "train_s": state["train_seconds"],
-                        "steps": state["step"], "images_seen": state["step"] * state["config"]["batch_size"],
-                        "eval": score(snapshot, None)}
+                snap = {
+                    "recipe": recipe,
+                    "seed": seed,
+                    "at_min": minutes,
+                    "train_s": state["train_seconds"],
+                    "steps": state["step"],
+                    "images_seen": state["step"] * state["config"]["batch_size"],
+                    "eval": score(snapshot, None),
+                }
                 out(f"    at {minutes:g} min: {snap['steps']:,} steps: " + _scores(snap["eval"]))
                 results["rows"].append(snap)
         results["ratios"] = fid_ratios(results["rows"])
@@ -377,8 +469,10 @@ def _run(cfg: QualityConfig, command: str | None, out) -> dict:
         results["conditional_ratios"] = conditional_ratios(results["rows"])
         _write_reports(root, results)
     for seed, ratio in results["ratios"].items():
-        out(f"seed {seed}: default FID / best baseline FID = {ratio['ratio']:.3f} "
-            f"(default {ratio['default']:.3f}; best baseline {ratio['baseline']} {ratio['baseline_fid']:.3f})")
+        out(
+            f"seed {seed}: default FID / best baseline FID = {ratio['ratio']:.3f} "
+            f"(default {ratio['default']:.3f}; best baseline {ratio['baseline']} {ratio['baseline_fid']:.3f})"
+        )
     for seed, reached in results.get("time_to_quality", {}).items():
         out(f"seed {seed}: " + _reached(reached))
     for seed, ratio in results.get("conditional_ratios", {}).items():
@@ -393,13 +487,22 @@ def _scorer(cfg: QualityConfig, device, real, extractor, key, seed: int, real_la
     A conditional generator draws every class equally often, so its FID is over a uniform class
     mixture; it adds conditional accuracy and FID per class, and its grid has a row per class."""
     from ..metrics.evaluate import evaluate
-    from ..sample import class_rows, generate, load_generator, write
+    from ..sample import class_rows, generate, write
 
     def score(checkpoint: Path, grid: Path | None) -> dict:
-        G = load_generator(checkpoint, device)  # the EMA where kept; eval mode, recalibrated BN
-        result = evaluate(G, real, extractor, num_images=cfg.num_images, seed=seed, cache_key=key,
-                          cache_dir=cfg.cache_dir, progress=not cfg.quick, precision_recall_k=3,
-                          real_labels=real_labels if G.num_classes else None)
+        G = Generator.from_checkpoint(checkpoint, device)  # the EMA where kept; eval mode, recalibrated BN
+        result = evaluate(
+            G,
+            real,
+            extractor,
+            num_images=cfg.num_images,
+            seed=seed,
+            cache_key=key,
+            cache_dir=cfg.cache_dir,
+            progress=not cfg.quick,
+            precision_recall_k=3,
+            real_labels=real_labels if G.num_classes else None,
+        )
         if grid is not None and G.num_classes:
             images, nrow = class_rows(G, 10 * G.num_classes, seed=seed)
             write(images, grid, "grid", nrow=nrow)
@@ -437,30 +540,44 @@ def time_to_quality(rows: list[dict]) -> dict[int, dict]:
     ratios = fid_ratios(rows)
     reached = {}
     for seed, ratio in ratios.items():
-        snaps = sorted((r["at_min"], r["eval"]["fid"]) for r in rows
-                       if r["recipe"] == "default" and r["seed"] == seed and "at_min" in r)
+        snaps = sorted(
+            (r["at_min"], r["eval"]["fid"])
+            for r in rows
+            if r["recipe"] == "default" and r["seed"] == seed and "at_min" in r
+        )
         if not snaps:
             continue
         first = next(((m, fid) for m, fid in snaps if fid <= ratio["baseline_fid"]), None)
-        reached[seed] = {"baseline": ratio["baseline"], "baseline_fid": ratio["baseline_fid"],
-                         "minutes": None if first is None else first[0],
-                         "fid": None if first is None else first[1], "snapshots": [m for m, _ in snaps]}
+        reached[seed] = {
+            "baseline": ratio["baseline"],
+            "baseline_fid": ratio["baseline_fid"],
+            "minutes": None if first is None else first[0],
+            "fid": None if first is None else first[1],
+            "snapshots": [m for m, _ in snaps],
+        }
     return reached
 
 
 def _reached(r: dict) -> str:
     if r["minutes"] is None:
-        return (f"no default snapshot ({', '.join(f'{m:g}' for m in r['snapshots'])} min) reached the "
-                f"{r['baseline']}'s final FID {r['baseline_fid']:.3f}")
-    return (f"the default reached the {r['baseline']}'s final FID {r['baseline_fid']:.3f} by "
-            f"{r['minutes']:g} min of training (FID {r['fid']:.3f})")
+        return (
+            f"no default snapshot ({', '.join(f'{m:g}' for m in r['snapshots'])} min) reached the "
+            f"{r['baseline']}'s final FID {r['baseline_fid']:.3f}"
+        )
+    return (
+        f"the default reached the {r['baseline']}'s final FID {r['baseline_fid']:.3f} by "
+        f"{r['minutes']:g} min of training (FID {r['fid']:.3f})"
+    )
 
 
 def conditional_ratios(rows: list[dict]) -> dict[int, float]:
     """Per seed: the conditional recipe's FID (uniform class mixture) over the unconditional default's."""
     fids = {(r["recipe"], r["seed"]): r["eval"]["fid"] for r in rows if "eval" in r and "at_min" not in r}
-    return {seed: fids[("conditional", seed)] / fids[("default", seed)]
-            for recipe, seed in sorted(fids) if recipe == "conditional" and ("default", seed) in fids}
+    return {
+        seed: fids[("conditional", seed)] / fids[("default", seed)]
+        for recipe, seed in sorted(fids)
+        if recipe == "conditional" and ("default", seed) in fids
+    }
 
 
 def _duration(seconds: float) -> str:
@@ -475,15 +592,21 @@ def fid_ratios(rows: list[dict]) -> dict[int, dict]:
         baselines = {r: fids[(r, seed)] for r in BASELINES if (r, seed) in fids}
         if ("default", seed) in fids and baselines:
             best = min(baselines, key=baselines.get)
-            ratios[seed] = {"ratio": fids[("default", seed)] / baselines[best], "default": fids[("default", seed)],
-                            "baseline": best, "baseline_fid": baselines[best]}
+            ratios[seed] = {
+                "ratio": fids[("default", seed)] / baselines[best],
+                "default": fids[("default", seed)],
+                "baseline": best,
+                "baseline_fid": baselines[best],
+            }
     return ratios
 
 
 def _write_reports(root: Path, results: dict) -> None:
     """results.json and results.md, each replaced atomically: a run cut short leaves whole files."""
-    for name, text in (("results.json", json.dumps(results, indent=2) + "\n"),
-                       ("results.md", format_markdown(results))):
+    for name, text in (
+        ("results.json", json.dumps(results, indent=2) + "\n"),
+        ("results.md", format_markdown(results)),
+    ):
         write_text_atomic(root / name, text)
 
 
@@ -508,16 +631,20 @@ def format_markdown(results: dict) -> str:
     """The table for people (and the README), the FID ratios and the sample grids."""
     cfg = results["config"]
     lines = [
-        "# Sample quality for equal training time", "",
+        "# Sample quality for equal training time",
+        "",
         (f"`{results['command']}` " if results.get("command") else "")
         + f"on {results['device']} ({results['cpu_count']} CPUs, torch {results['torch']}): "
         f"{_duration(cfg['budget_s'])} of training per recipe and seed, "
         + ("one run at a time" if cfg.get("jobs", 1) == 1 else f"{cfg['jobs']} runs side by side")
-        + (f" ({cfg['threads']} thread{'s' if cfg['threads'] > 1 else ''} each)" if cfg.get("threads") else "") + "; "
+        + (f" ({cfg['threads']} thread{'s' if cfg['threads'] > 1 else ''} each)" if cfg.get("threads") else "")
+        + "; "
         f"{cfg['num_images']:,} generated images per evaluation, scored in the features of the "
         f"`{cfg.get('extractor', 'digits')}` evaluator against the {cfg['data']} training images"
-        + (f" at {cfg['image_size']}x{cfg['image_size']}" if cfg.get("image_size") else "") + ". Every generator (the EMA one for `default`) is sampled in eval mode "
-        "with its batch-norm statistics recalibrated on noise.", "",
+        + (f" at {cfg['image_size']}x{cfg['image_size']}" if cfg.get("image_size") else "")
+        + ". Every generator (the EMA one for `default`) is sampled in eval mode "
+        "with its batch-norm statistics recalibrated on noise.",
+        "",
         f"| recipe | seed | FID ({cfg.get('extractor', 'digits')}, {_count(cfg['num_images'])}) | KID | IS | precision | recall | smallest class | largest class | train time | steps "
         "| images seen | collapsed |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -537,8 +664,10 @@ def format_markdown(results: dict) -> str:
         )
     lines.append("")
     for seed, ratio in results["ratios"].items():
-        lines.append(f"- seed {seed}: default FID / best baseline FID = **{ratio['ratio']:.3f}** "
-                     f"({ratio['baseline']} was the better baseline)")
+        lines.append(
+            f"- seed {seed}: default FID / best baseline FID = **{ratio['ratio']:.3f}** "
+            f"({ratio['baseline']} was the better baseline)"
+        )
     for seed, reached in results.get("time_to_quality", {}).items():
         lines.append(f"- seed {seed}: {_reached(reached)}")
     for seed, ratio in results.get("conditional_ratios", {}).items():
@@ -546,11 +675,17 @@ def format_markdown(results: dict) -> str:
     for r in results["rows"]:
         e = r.get("eval") or {}
         if e.get("conditional_accuracy") is not None and "at_min" not in r:
-            lines.append(f"- {r['recipe']} seed {r['seed']}: conditional accuracy **{e['conditional_accuracy']:.2%}** "
-                         f"of {e['num_images']:,} images; FID per class "
-                         + ", ".join(f"{k} {v:.2f}" for k, v in (e.get("class_fid") or {}).items()))
-    lines += ["", "Collapsed: D(x) > 0.99, D(G(z)) < 0.01 and loss_G > 5 over the last "
-              f"3 logged windows of {cfg['log_every_steps']} steps.", ""]
+            lines.append(
+                f"- {r['recipe']} seed {r['seed']}: conditional accuracy **{e['conditional_accuracy']:.2%}** "
+                f"of {e['num_images']:,} images; FID per class "
+                + ", ".join(f"{k} {v:.2f}" for k, v in (e.get("class_fid") or {}).items())
+            )
+    lines += [
+        "",
+        "Collapsed: D(x) > 0.99, D(G(z)) < 0.01 and loss_G > 5 over the last "
+        f"3 logged windows of {cfg['log_every_steps']} steps.",
+        "",
+    ]
     for r in results["rows"]:
         if "grid" in r:
             lines.append(f"![{r['recipe']} seed {r['seed']}]({r['grid']})")

@@ -35,6 +35,8 @@ from ..errors import UserError
 from ..fileio import write_text_atomic
 from ..outputs import check_output, reported
 from .report import disturbance, fmt, merge_rounds, print_tables
+from .roofline import LayerTime
+from .roofline import summary as roofline_summary
 from .timing import cpu_info
 from .variants import run_isolated, run_variant
 
@@ -71,6 +73,7 @@ class BenchConfig:
     rounds: int = 1  # run the whole list this many times, alternating direction; the median round is reported
     threads: int | None = None  # intra-op threads per variant; None: torch's default (the cores)
     ablation: bool = True
+    roofline: bool = True  # time every convolution alone: the per-layer limit of the step
     compile: bool = True  # the CUDA ablation includes the torch.compile variants (minutes of compiling)
     ablation_rows: tuple[tuple[int, int], ...] = ((64, 64), (28, 128))  # (image size, batch size)
     width: int = 64  # g_width = d_width; 64 is the classic (and TrainConfig's default)
@@ -82,11 +85,21 @@ class BenchConfig:
     seed: int = 0
 
     @classmethod
-    def quick(cls, **overrides) -> "BenchConfig":
+    def quick(cls, **overrides) -> BenchConfig:
         """Tiny networks, one batch size, one step per repetition: checks the wiring in seconds."""
         values = dict(
-            sizes=(28,), batch_sizes=(16,), warmup_steps=0, steps=1, min_repeat_s=0.0, repeats=2,
-            ablation_rows=((28, 16),), width=8, max_images=64, peak_size=256, in_process=True, compile=False,
+            sizes=(28,),
+            batch_sizes=(16,),
+            warmup_steps=0,
+            steps=1,
+            min_repeat_s=0.0,
+            repeats=2,
+            ablation_rows=((28, 16),),
+            width=8,
+            max_images=64,
+            peak_size=256,
+            in_process=True,
+            compile=False,
         )
         return cls(**{**values, **overrides})
 
@@ -139,6 +152,12 @@ def _prepare_data(size: int, channels: int, max_images: int | None, folder: Path
     return out
 
 
+def _roofline_row(result: dict, step_seconds: float) -> dict:
+    return roofline_summary(
+        [LayerTime(**{**r, "input_shape": tuple(r["input_shape"])}) for r in result["layers"]], step_seconds
+    )
+
+
 def run(cfg: BenchConfig, *, out=print) -> dict:
     """Run every variant, print progress and the tables, write the JSON; return the results."""
     from ..runtime import choose_device
@@ -155,14 +174,24 @@ def run(cfg: BenchConfig, *, out=print) -> dict:
 
     flipped = "channels_last off" if TrainConfig().channels_last else "channels_last on"
     ablations = {(flipped if k == "channels_last flipped" else k): v for k, v in ablations.items()}
-    base = dict(device=str(device), width=cfg.width, latent_dim=cfg.latent_dim, seed=cfg.seed,
-                warmup_steps=cfg.warmup_steps, steps=cfg.steps, repeats=cfg.repeats,
-                min_repeat_s=cfg.min_repeat_s, threads=cfg.threads)
+    base = dict(
+        device=str(device),
+        width=cfg.width,
+        latent_dim=cfg.latent_dim,
+        seed=cfg.seed,
+        warmup_steps=cfg.warmup_steps,
+        steps=cfg.steps,
+        repeats=cfg.repeats,
+        min_repeat_s=cfg.min_repeat_s,
+        threads=cfg.threads,
+    )
 
     jobs = []  # (size, batch, path, options, label)
     for size in cfg.sizes:
         for batch in cfg.batch_sizes:
             jobs += [(size, batch, "project", {}, "project"), (size, batch, "classic", {}, "classic")]
+            if cfg.roofline:
+                jobs.append((size, batch, "roofline", {}, "roofline"))
     ablation_rows = [(s, b) for s, b in cfg.ablation_rows if s in cfg.sizes] if cfg.ablation else []
     for size, batch in ablation_rows:
         # the unchanged fast path is measured again here, next to its variants, as their reference:
@@ -171,23 +200,34 @@ def run(cfg: BenchConfig, *, out=print) -> dict:
             jobs.append((size, batch, "project", options, label))
 
     results: dict = {
-        "device": str(device), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-        "config": asdict(cfg), "peak": {}, "rows": [], "ablation": [],
+        "device": str(device),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "config": asdict(cfg),
+        "peak": {},
+        "rows": [],
+        "ablation": [],
         "cpu": cpu_info(),
     }
     done: dict = {}
     started = time.perf_counter()
     threads = cfg.threads or torch.get_num_threads()
-    out(f"dcgan bench on {device} (torch {torch.__version__}, {threads} threads); {len(jobs)} variants "
-        f"x {cfg.rounds} round(s), {'in this process' if cfg.in_process else 'one subprocess each'}")
+    out(
+        f"dcgan bench on {device} (torch {torch.__version__}, {threads} threads); {len(jobs)} variants "
+        f"x {cfg.rounds} round(s), {'in this process' if cfg.in_process else 'one subprocess each'}"
+    )
     cpu = results["cpu"]
-    out(f"cpu: {cpu['model']}; {', '.join(cpu['extensions']) or 'no AVX2/AVX-512'}; "
-        f"torch kernels {cpu['torch_capability']}")
+    out(
+        f"cpu: {cpu['model']}; {', '.join(cpu['extensions']) or 'no AVX2/AVX-512'}; "
+        f"torch kernels {cpu['torch_capability']}"
+    )
     peak_spec = {**base, "path": "peak", "peak_size": peak_size}
     results["peak"]["start"] = runner(peak_spec)
     start_peak = results["peak"]["start"]
-    out(f"peak (best of {len(start_peak['fp32_all'])} kernels, fp32): {start_peak['fp32_gflops']:.1f} GFLOP/s "
-        f"from {start_peak['fp32_kernel']}")
+    out(
+        f"peak (best of {len(start_peak['fp32_all'])} kernels, fp32): {start_peak['fp32_gflops']:.1f} GFLOP/s "
+        f"from {start_peak['fp32_kernel']}"
+    )
     with tempfile.TemporaryDirectory(prefix="dcgan-bench-") as tmp:
         data_dirs = {size: _prepare_data(size, channels_for(size), cfg.max_images, Path(tmp)) for size in cfg.sizes}
         count = 0
@@ -196,16 +236,33 @@ def run(cfg: BenchConfig, *, out=print) -> dict:
             for size, batch, path, options, label in jobs if round_index % 2 == 0 else jobs[::-1]:
                 count += 1
                 channels = channels_for(size)
-                spec = {**base, "path": path, "size": size, "channels": channels, "batch_size": batch,
-                        "options": options, "data_dir": str(data_dirs[size])}
+                spec = {
+                    **base,
+                    "path": path,
+                    "size": size,
+                    "channels": channels,
+                    "batch_size": batch,
+                    "options": options,
+                    "data_dir": str(data_dirs[size]),
+                }
                 t0 = time.perf_counter()
                 result = runner(spec)
                 done.setdefault((size, batch, label), []).append(result)
-                out(f"[{count}/{len(jobs) * cfg.rounds}] {size}x{size}x{channels} batch {batch:>4} {label:<22} "
+                if path == "roofline":
+                    out(
+                        f"[{count}/{len(jobs) * cfg.rounds}] {size}x{size}x{channels} batch {batch:>4} "
+                        f"{'per-layer limit':<22} {result['limit_s'] * 1e3:.1f} ms per step over "
+                        f"{len(result['layers'])} convolutions ({time.perf_counter() - t0:.0f} s)"
+                    )
+                    continue
+                out(
+                    f"[{count}/{len(jobs) * cfg.rounds}] {size}x{size}x{channels} batch {batch:>4} {label:<22} "
                     f"train {fmt(result['train_img_per_s'])} img/s, sample {fmt(result['sample_img_per_s'])} "
-                    f"img/s ({time.perf_counter() - t0:.0f} s{disturbance(result)})")
+                    f"img/s ({time.perf_counter() - t0:.0f} s{disturbance(result)})"
+                )
     results["peak"]["end"] = runner(peak_spec)
-    done = {key: merge_rounds(rounds) for key, rounds in done.items()}
+    roofs = {key: min(rounds, key=lambda r: r["limit_s"]) for key, rounds in done.items() if key[2] == "roofline"}
+    done = {key: merge_rounds(rounds) for key, rounds in done.items() if key[2] != "roofline"}
 
     # the better of the two peaks: the machine's capability, so that a busy moment does not flatter % of peak
     peak = results["peak"]["fp32_gflops"] = max(results["peak"][k]["fp32_gflops"] for k in ("start", "end"))
@@ -226,30 +283,52 @@ def run(cfg: BenchConfig, *, out=print) -> dict:
     for size in cfg.sizes:
         for batch in cfg.batch_sizes:
             a, b = done[(size, batch, "project")], done[(size, batch, "classic")]
-            results["rows"].append({
-                "size": size, "channels": channels_for(size), "batch_size": batch, "project": a, "classic": b,
-                "train_ratio": a["train_img_per_s"] / b["train_img_per_s"],
-                # each round runs the two next to each other: on a drifting machine these are the steadier ratios
-                "train_ratio_per_round": [
-                    x["train_img_per_s"] / y["train_img_per_s"] for x, y in zip(a["rounds"], b["rounds"])
-                ],
-                "sample_ratio": a["sample_img_per_s"] / b["sample_img_per_s"],
-                "gflop_per_train_image": a["flops_per_train_image"] / 1e9,
-                "project_pct_of_peak": check(pct(a["flops_per_train_image"], a["train_img_per_s"], project_peak)),
-                "classic_pct_of_peak": check(pct(b["flops_per_train_image"], b["train_img_per_s"], peak)),
-            })
+            results["rows"].append(
+                {
+                    "size": size,
+                    "channels": channels_for(size),
+                    "batch_size": batch,
+                    "project": a,
+                    "classic": b,
+                    "train_ratio": a["train_img_per_s"] / b["train_img_per_s"],
+                    # each round runs the two next to each other: on a drifting machine these are the steadier ratios
+                    "train_ratio_per_round": [
+                        x["train_img_per_s"] / y["train_img_per_s"] for x, y in zip(a["rounds"], b["rounds"])
+                    ],
+                    "sample_ratio": a["sample_img_per_s"] / b["sample_img_per_s"],
+                    "gflop_per_train_image": a["flops_per_train_image"] / 1e9,
+                    "project_pct_of_peak": check(pct(a["flops_per_train_image"], a["train_img_per_s"], project_peak)),
+                    "classic_pct_of_peak": check(pct(b["flops_per_train_image"], b["train_img_per_s"], peak)),
+                    # the step against the sum of its convolutions timed alone (roofline.py)
+                    "roofline": _roofline_row(roofs[(size, batch, "roofline")], batch / a["train_img_per_s"])
+                    if (size, batch, "roofline") in roofs
+                    else None,
+                }
+            )
     for size, batch in ablation_rows:
         reference = done[(size, batch, "fast path")]
         for label, options in ablations.items():
             result = done[(size, batch, label)]
             # the fast path's count: the same arithmetic, and the counter cannot see into compiled graphs
-            rate = check(pct(reference["flops_per_train_image"], result["train_img_per_s"],
-                             peak if options.get("precision") == "fp32" else project_peak))
-            results["ablation"].append({
-                "size": size, "channels": channels_for(size), "batch_size": batch, "variant": label,
-                "options": options, "result": result, "pct_of_peak": rate,
-                "vs_fast_path": result["train_img_per_s"] / reference["train_img_per_s"],
-            })
+            rate = check(
+                pct(
+                    reference["flops_per_train_image"],
+                    result["train_img_per_s"],
+                    peak if options.get("precision") == "fp32" else project_peak,
+                )
+            )
+            results["ablation"].append(
+                {
+                    "size": size,
+                    "channels": channels_for(size),
+                    "batch_size": batch,
+                    "variant": label,
+                    "options": options,
+                    "result": result,
+                    "pct_of_peak": rate,
+                    "vs_fast_path": result["train_img_per_s"] / reference["train_img_per_s"],
+                }
+            )
     results["elapsed_s"] = time.perf_counter() - started
     print_tables(results, out)
     if cfg.json_path:

@@ -21,8 +21,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_repeats(fn, device: torch.device, *, warmup_steps: int, steps: int, repeats: int,
-                 min_repeat_s: float) -> tuple[int, list[float]]:
+def time_repeats(
+    fn, device: torch.device, *, warmup_steps: int, steps: int, repeats: int, min_repeat_s: float
+) -> tuple[int, list[float]]:
     """Warm up, then time ``repeats`` repetitions of ``n`` calls; return (n, seconds per repetition).
 
     ``n`` is ``steps``, raised so that one repetition lasts about ``min_repeat_s``
@@ -59,8 +60,9 @@ def count_flops(fn) -> int:
 
 def _rate(fn, flops: int, device: torch.device, repeats: int) -> float:
     # on a GPU one product takes milliseconds: several per repetition keep the timer's resolution out
-    n, times = time_repeats(fn, device, warmup_steps=3, steps=1, repeats=repeats,
-                            min_repeat_s=0.0 if device.type == "cpu" else 0.1)
+    n, times = time_repeats(
+        fn, device, warmup_steps=3, steps=1, repeats=repeats, min_repeat_s=0.0 if device.type == "cpu" else 0.1
+    )
     return flops * n / statistics.median(times) / 1e9
 
 
@@ -73,8 +75,7 @@ def peak_candidates(size: int) -> list[tuple[str, tuple]]:
     lets a model run at "more than 100%" of it.
     """
     side = max(16, size // 8)
-    return [("matmul", (size,)), ("matmul", (size // 2,)),
-            ("conv1x1", (64, side * 2, 32)), ("conv3x3", (32, side, 32))]
+    return [("matmul", (size,)), ("matmul", (size // 2,)), ("conv1x1", (64, side * 2, 32)), ("conv3x3", (32, side, 32))]
 
 
 def measure_peak(device: torch.device, size: int, dtype: torch.dtype = torch.float32, repeats: int = 5) -> dict:

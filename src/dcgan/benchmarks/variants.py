@@ -44,9 +44,15 @@ def _project(spec: dict, device: torch.device):
 
     opts = spec["options"]
     cfg = TrainConfig(
-        image_size=spec["size"], channels=spec["channels"], g_width=spec["width"], d_width=spec["width"],
-        latent_dim=spec["latent_dim"], batch_size=spec["batch_size"], seed=spec["seed"],
-        precision=opts.get("precision", "auto"), compile=bool(opts.get("compile")),
+        image_size=spec["size"],
+        channels=spec["channels"],
+        g_width=spec["width"],
+        d_width=spec["width"],
+        latent_dim=spec["latent_dim"],
+        batch_size=spec["batch_size"],
+        seed=spec["seed"],
+        precision=opts.get("precision", "auto"),
+        compile=bool(opts.get("compile")),
         compile_mode=opts.get("compile") or "default",
     )
     if opts.get("channels_last") == "flip":
@@ -94,8 +100,13 @@ def _project(spec: dict, device: torch.device):
 def _classic(spec: dict, device: torch.device):
     """(train step, sample call) for the classic loop."""
     from .classic import (
-        classic_batches, classic_dataset, classic_loader, classic_models, classic_optimizers,
-        classic_sample, classic_step,
+        classic_batches,
+        classic_dataset,
+        classic_loader,
+        classic_models,
+        classic_optimizers,
+        classic_sample,
+        classic_step,
     )
 
     G, D = classic_models(
@@ -105,8 +116,9 @@ def _classic(spec: dict, device: torch.device):
     D.to(device)
     opt_G, opt_D = classic_optimizers(G, D)
     criterion = torch.nn.BCELoss()
-    dataset = classic_dataset(str(Path(spec["data_dir"]) / "images"), channels=spec["channels"],
-                              image_size=spec["size"])
+    dataset = classic_dataset(
+        str(Path(spec["data_dir"]) / "images"), channels=spec["channels"], image_size=spec["size"]
+    )
     batches = classic_batches(classic_loader(dataset, spec["batch_size"]), device)
     fixed_noise = torch.randn(spec["batch_size"], spec["latent_dim"], 1, 1, device=device)
 
@@ -142,6 +154,8 @@ def _run_variant(spec: dict) -> dict:
         if resolve_precision("auto", device) == "bf16":  # the trainer's own choice: CUDA, or a CPU with native bf16
             result["bf16_gflops"] = timing.measure_peak(device, spec["peak_size"], torch.bfloat16)["gflops"]
         return result
+    if spec["path"] == "roofline":
+        return _roofline(spec, device)
     train, sample = (_project if spec["path"] == "project" else _classic)(spec, device)
     schedule = {k: spec[k] for k in ("warmup_steps", "steps", "repeats", "min_repeat_s")}
     load_before = os.getloadavg()[0]
@@ -159,13 +173,40 @@ def _run_variant(spec: dict) -> dict:
     batch = spec["batch_size"]
     return {
         "train_img_per_s": batch * train_n / statistics.median(train_times),
-        "train_steps_per_repeat": train_n, "train_times_s": train_times,
+        "train_steps_per_repeat": train_n,
+        "train_times_s": train_times,
         "sample_img_per_s": batch * sample_n / statistics.median(sample_times),
-        "sample_calls_per_repeat": sample_n, "sample_times_s": sample_times,
+        "sample_calls_per_repeat": sample_n,
+        "sample_times_s": sample_times,
         "flops_per_train_image": None if flops_train is None else flops_train / batch,
         "flops_per_sample_image": flops_sample / batch,
-        "num_threads": torch.get_num_threads(), "load_avg_1min": [load_before, os.getloadavg()[0]],
+        "num_threads": torch.get_num_threads(),
+        "load_avg_1min": [load_before, os.getloadavg()[0]],
     }
+
+
+def _roofline(spec: dict, device: torch.device) -> dict:
+    """Every convolution of the project's G and D alone, in the precision and memory format it trains in."""
+    from ..config import TrainConfig
+    from ..models import Discriminator, Generator
+    from .roofline import layer_times, limit_seconds
+
+    cfg = TrainConfig(
+        image_size=spec["size"], channels=spec["channels"], g_width=spec["width"], d_width=spec["width"]
+    ).resolved()
+    G = Generator(latent_dim=spec["latent_dim"], channels=cfg.channels, image_size=cfg.image_size, width=cfg.g_width)
+    D = Discriminator(channels=cfg.channels, image_size=cfg.image_size, width=cfg.d_width)
+    rows = layer_times(
+        G.to(device),
+        D.to(device),
+        spec["batch_size"],
+        device,
+        bf16=resolve_precision("auto", device) == "bf16",
+        channels_last=cfg.channels_last,
+        repeats=spec["repeats"],
+        min_repeat_s=min(spec["min_repeat_s"], 0.2),
+    )
+    return {"limit_s": limit_seconds(rows), "layers": [r.to_dict() for r in rows]}
 
 
 def run_isolated(spec: dict) -> dict:
@@ -177,7 +218,9 @@ def run_isolated(spec: dict) -> dict:
     """
     busy, own, start = busy_cpu_s(), os.times(), time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "dcgan.benchmarks.variants", json.dumps(spec)], capture_output=True, text=True,
+        [sys.executable, "-m", "dcgan.benchmarks.variants", json.dumps(spec)],
+        capture_output=True,
+        text=True,
     )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:

@@ -6,13 +6,13 @@ images are batched by index (no per-sample work); other datasets stream through 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
-from .sources import InMemoryImages
+from .datasets import InMemoryImages
 
 
 def epoch_order(num_images: int, seed: int, epoch: int) -> torch.Tensor:
@@ -35,8 +35,16 @@ class Batches:
     """
 
     def __init__(
-        self, data: InMemoryImages | Dataset, batch_size: int, *, seed: int, device: torch.device,
-        rank: int = 0, world_size: int = 1, num_workers: int = 2, labels: bool = False,
+        self,
+        data: InMemoryImages | Dataset,
+        batch_size: int,
+        *,
+        seed: int,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 2,
+        labels: bool = False,
     ) -> None:
         per_rank = len(data) // world_size
         if batch_size > per_rank:
@@ -67,8 +75,12 @@ class Batches:
                 yield (images, self.data.labels.index_select(0, batch_indices)) if self.labels else images
             return
         loader = DataLoader(
-            self.data, batch_size=self.batch_size, sampler=order.tolist(), drop_last=True,
-            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+            self.data,
+            batch_size=self.batch_size,
+            sampler=order.tolist(),
+            drop_last=True,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )
         for batch in loader:

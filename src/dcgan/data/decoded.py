@@ -22,7 +22,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..cache import cache_home
 from ..fileio import atomic_path, write_text_atomic
-from .sources import ImageFolder, InMemoryImages, Unlabelled, decode_all
+from .datasets import ImageFolder, InMemoryImages, Unlabelled, decode_all
 from .spec import DataSpec
 
 FORMAT = 1
@@ -51,8 +51,14 @@ def cache_key(files: list[Path], dataset: Dataset, spec: DataSpec) -> dict:
     for path in files:
         st = path.stat()
         entries.append([os.path.abspath(path), st.st_size, st.st_mtime_ns])
-    return {"format": FORMAT, "dataset": spec.name, "count": len(dataset), "image_size": spec.image_size,
-            "channels": spec.channels, "files": entries}
+    return {
+        "format": FORMAT,
+        "dataset": spec.name,
+        "count": len(dataset),
+        "image_size": spec.image_size,
+        "channels": spec.channels,
+        "files": entries,
+    }
 
 
 def decode_cached(dataset: Dataset, spec: DataSpec, *, progress: bool = True) -> InMemoryImages:
@@ -85,8 +91,13 @@ def decode_cached(dataset: Dataset, spec: DataSpec, *, progress: bool = True) ->
         stem.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(array_path) as tmp:
             data.images.numpy().tofile(tmp)
-        meta = {"digest": digest, "shape": list(data.images.shape), "skipped": skipped,
-                "root": spec.root, "count": key["count"]}
+        meta = {
+            "digest": digest,
+            "shape": list(data.images.shape),
+            "skipped": skipped,
+            "root": spec.root,
+            "count": key["count"],
+        }
         write_text_atomic(meta_path, json.dumps(meta) + "\n")
     except OSError as e:  # the cache only saves time; training goes on without it
         print(f"warning: could not store decoded images in {stem.parent} ({e.strerror or e})", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Where images come from: MNIST IDX files, the built-in digits, torchvision datasets, image folders.
 
-Each source yields uint8 images [C, H, W] at the configured size and channels; ``decode_all``
-turns a file source into one in-memory tensor (``InMemoryImages``).
+Each source yields uint8 images [C, H, W] at the configured size and channels, as one of the
+dataset types of ``datasets``; ``load`` picks the source and whether to decode it into memory.
 """
 
 from __future__ import annotations
@@ -9,18 +9,20 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..cache import cache_home
 from ..errors import UserError
+from .datasets import IMAGE_EXTENSIONS, ImageFolder, InMemoryImages, Unlabelled, _TensorImages
+from .decoded import decode_cached
 from .spec import CLASS_NAMES, DATASETS, DCGAN_SHAPE, LABELLED, NATIVE_SHAPES, DataSpec
 from .transforms import pil_transform, resize_uint8
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 # decode into memory when the uint8 tensor stays below this (MNIST is 47 MB, CelebA at 64x64 2.5 GB)
 IN_MEMORY_MAX_BYTES = 4 * 2**30
 
@@ -104,15 +106,14 @@ def _cifar10(spec: DataSpec, *, progress: bool) -> tuple[torch.Tensor, torch.Ten
 
         ds = _torchvision(torchvision.datasets.CIFAR10, spec, train=spec.split == "train")
         return torch.from_numpy(ds.data).permute(0, 3, 1, 2), torch.tensor(ds.targets, dtype=torch.long)
-    from .decoded import decode_cached
-
     files = ImageFolder(str(folder), 3, 32, labelled=True)
     extra = sorted(set(files.classes) - set(CLASS_NAMES["cifar10"]))
     if extra:
         raise UserError(f"{folder} has sub-folders that are not CIFAR-10 classes: {', '.join(extra)}")
     # the class index is CIFAR-10's own order, which sorted folder names happen to match
-    data = decode_cached(files, DataSpec(name="cifar10", root=str(folder), channels=3, image_size=32),
-                         progress=progress)
+    data = decode_cached(
+        files, DataSpec(name="cifar10", root=str(folder), channels=3, image_size=32), progress=progress
+    )
     return data.images, data.labels
 
 
@@ -160,11 +161,12 @@ def class_names(name: str, root: str | None) -> tuple[str, ...]:
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
-def native_shape(name: str, root: str | None) -> tuple[int, int] | None:
+def native_shape(name: str, root: str | None, supported: Sequence[int]) -> tuple[int, int] | None:
     """(image_size, channels) a run on this data trains at unless told otherwise.
 
     A named dataset has its own (``NATIVE_SHAPES``; None for ``fake``, any shape). An image folder takes
-    its first image's: grayscale or colour, and its side where the networks support it (28x28 digits
+    its first image's: grayscale or colour, and its side where it is in ``supported`` (the networks'
+    sizes, ``models.SUPPORTED_IMAGE_SIZES``, passed in so that data imports no model code: 28x28 digits
     stay 28x28, 32x32 photos 32x32); larger or odd sizes are resized to 64x64. A folder that cannot
     be read gets 64x64 RGB here and its one-line error when it is loaded.
     """
@@ -175,14 +177,12 @@ def native_shape(name: str, root: str | None) -> tuple[int, int] | None:
         return DCGAN_SHAPE
     from PIL import Image, UnidentifiedImageError
 
-    from ..models import SUPPORTED_IMAGE_SIZES
-
     try:
         with Image.open(first) as img:  # reads the header only
             side, mode = min(img.size), img.mode
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
         return DCGAN_SHAPE
-    return (side if side in SUPPORTED_IMAGE_SIZES else DCGAN_SHAPE[0]), (1 if mode in GRAYSCALE_MODES else 3)
+    return (side if side in supported else DCGAN_SHAPE[0]), (1 if mode in GRAYSCALE_MODES else 3)
 
 
 def _first_image(root: str) -> Path | None:
@@ -191,90 +191,6 @@ def _first_image(root: str) -> Path | None:
     if not path.is_dir():
         return None
     return min((p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()), default=None)
-
-
-class ImageFolder(Dataset):
-    """Every image file below a folder, recursively; each item is uint8 [C, S, S].
-
-    Unreadable files are skipped with a count (``skipped``) rather than failing
-    the whole run: one broken JPEG in 200k should not stop training. torchvision's
-    ImageFolder is not used because it requires one sub-folder per class; with
-    ``labelled`` this one asks for the same (the class of a file is its first
-    sub-folder, classes in sorted order) and its items are (image, label).
-    """
-
-    def __init__(self, root: str, channels: int, image_size: int, *, labelled: bool = False) -> None:
-        path = Path(root)
-        if not path.is_dir():
-            raise UserError(f"image folder not found: {root}")
-        self.files = sorted(
-            p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        )
-        if not self.files:
-            raise UserError(
-                f"no images in {root} (looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
-            )
-        self.transform = pil_transform(channels, image_size)
-        self.skipped: list[str] = []
-        self.classes: tuple[str, ...] = ()
-        self.targets: list[int] | None = None
-        if labelled:
-            top = [p.relative_to(path).parts for p in self.files]
-            loose = [p for p, parts in zip(self.files, top) if len(parts) == 1]
-            if loose:
-                raise UserError(
-                    f"--conditional with --data folder needs one sub-folder per class; {len(loose)} image(s) "
-                    f"lie directly in {root}, e.g. {loose[0].name}"
-                )
-            self.classes = tuple(sorted({parts[0] for parts in top}))
-            if len(self.classes) < 2:
-                raise UserError(f"--conditional needs at least 2 classes; {root} has one sub-folder, {self.classes[0]}")
-            index = {name: i for i, name in enumerate(self.classes)}
-            self.targets = [index[parts[0]] for parts in top]
-
-    def labels_of_readable(self) -> torch.Tensor:
-        """The labels of the files that decoded, in order (decode_all drops the unreadable ones)."""
-        skipped = set(self.skipped)
-        return torch.tensor([t for f, t in zip(self.files, self.targets) if str(f) not in skipped], dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def load(self, index: int) -> torch.Tensor | None:
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(self.files[index]) as img:
-                return self.transform(img)
-        # DecompressionBombError: a header claiming a huge image (a hostile or broken file) is
-        # skipped like any unreadable file rather than stopping the run or filling memory
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
-            self.skipped.append(str(self.files[index]))
-            return None
-
-    def __getitem__(self, index: int):
-        # streaming path: a bad file is replaced by its next readable neighbour (with its label)
-        for offset in range(len(self.files)):
-            image = self.load((index + offset) % len(self.files))
-            if image is not None:
-                return image if self.targets is None else (image, self.targets[(index + offset) % len(self.files)])
-        raise UserError(f"no readable images in {self.files[0].parent}")
-
-
-# --------------------------------------------------------------------------- the images
-
-
-class InMemoryImages:
-    """All images as one uint8 tensor [N, C, S, S] (optionally on the training device)."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def to(self, device: torch.device) -> "InMemoryImages":
-        return InMemoryImages(self.images.to(device), None if self.labels is None else self.labels.to(device))
 
 
 def load(spec: DataSpec, *, progress: bool = True) -> InMemoryImages | Dataset:
@@ -321,8 +237,6 @@ def load(spec: DataSpec, *, progress: bool = True) -> InMemoryImages | Dataset:
     in_memory = spec.in_memory if spec.in_memory is not None else nbytes <= IN_MEMORY_MAX_BYTES
     if not in_memory:
         return dataset
-    from .decoded import decode_cached
-
     return decode_cached(dataset, spec, progress=progress)
 
 
@@ -336,19 +250,23 @@ def _file_dataset(spec: DataSpec) -> Dataset:
     transform = pil_transform(spec.channels, spec.image_size)
     if spec.name == "fake":
         shape = (3, spec.image_size, spec.image_size)
-        return Unlabelled(torchvision.datasets.FakeData(
-            size=spec.max_images or 1000, image_size=shape, transform=transform, random_offset=0
-        ))
+        return Unlabelled(
+            torchvision.datasets.FakeData(
+                size=spec.max_images or 1000, image_size=shape, transform=transform, random_offset=0
+            )
+        )
     if spec.name == "celeba":
-        return Unlabelled(_torchvision(
-            torchvision.datasets.CelebA, spec, split="train" if spec.split == "train" else "test",
-            transform=transform,
-        ))
+        return Unlabelled(
+            _torchvision(
+                torchvision.datasets.CelebA,
+                spec,
+                split="train" if spec.split == "train" else "test",
+                transform=transform,
+            )
+        )
     # lsun: torchvision reads LSUN's lmdb files and cannot download them
     try:
-        ds = torchvision.datasets.LSUN(
-            spec.root or _default_root(), classes=spec.split, transform=transform
-        )
+        ds = torchvision.datasets.LSUN(spec.root or _default_root(), classes=spec.split, transform=transform)
     except Exception as e:  # lmdb.Error too, whose module may not even be importable here
         if not isinstance(e, (ImportError, OSError, ValueError)) and not type(e).__module__.startswith("lmdb"):
             raise
@@ -357,85 +275,3 @@ def _file_dataset(spec: DataSpec) -> Dataset:
             "https://github.com/fyu/lsun and install the lmdb package"
         ) from None
     return Unlabelled(ds)
-
-
-class _TensorImages(Dataset):
-    """Decoded uint8 images served one by one, as the streaming path serves files (with labels: pairs)."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):
-        return self.images[index] if self.labels is None else (self.images[index], self.labels[index])
-
-
-class Unlabelled(Dataset):
-    """Drop the label from (image, label) datasets."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.dataset[index][0]
-
-
-def decode_all(dataset: Dataset, *, progress: bool = True) -> InMemoryImages:
-    """Decode every image once into one uint8 tensor, with a progress bar."""
-    from tqdm import tqdm
-
-    folder = dataset if isinstance(dataset, ImageFolder) else None
-    loader = DataLoader(
-        _Decode(dataset), batch_size=256, num_workers=min(4, os.cpu_count() or 1),
-        collate_fn=_as_list,
-    )
-    chunks, skipped = [], []
-    # a DataLoader draws its workers' base seed from the global RNG: decoding must not, so that a run
-    # initialises the same weights whether its images were decoded now or read from the decoded cache
-    with torch.random.fork_rng(devices=[]):
-        for batch in tqdm(loader, desc="decoding images", unit="batch", disable=not progress, leave=False):
-            images = [x for x in batch if isinstance(x, torch.Tensor)]
-            skipped += [x for x in batch if isinstance(x, str)]
-            if images:
-                chunks.append(torch.stack(images))
-    if not chunks:
-        raise UserError(f"none of the {len(dataset)} image files could be read")
-    if skipped:
-        print(f"warning: skipped {len(skipped)} unreadable image file(s), e.g. {skipped[0]}")
-    if folder is not None:
-        folder.skipped = skipped
-    labels = folder.labels_of_readable() if folder is not None and folder.targets is not None else None
-    return InMemoryImages(torch.cat(chunks), labels)
-
-
-def _as_list(items: list) -> list:
-    """Keep decode_all's items as a list (images and paths of unreadable files).
-
-    A module-level function, not a lambda: DataLoader workers started with ``spawn``
-    (macOS, Windows) pickle the collate function.
-    """
-    return list(items)
-
-
-class _Decode(Dataset):
-    """Items for decode_all: the image, or the path of an unreadable file."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        if isinstance(self.dataset, ImageFolder):
-            image = self.dataset.load(index)
-            return str(self.dataset.files[index]) if image is None else image
-        item = self.dataset[index]
-        return item[0] if isinstance(item, tuple) else item
-
-

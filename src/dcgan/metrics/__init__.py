@@ -16,7 +16,16 @@ from .evaluator import DigitClassifier, DigitExtractor, digit_extractor, load_ev
 from .inception import InceptionExtractor, inception_extractor
 
 __all__ = [
-    "DigitClassifier", "DigitExtractor", "EvalResult", "InceptionExtractor", "digit_extractor", "evaluate",
-    "frechet_distance", "inception_extractor", "kernel_distance", "load_evaluator", "real_features",
+    "DigitClassifier",
+    "DigitExtractor",
+    "EvalResult",
+    "InceptionExtractor",
+    "digit_extractor",
+    "evaluate",
+    "frechet_distance",
+    "inception_extractor",
+    "kernel_distance",
+    "load_evaluator",
+    "real_features",
     "train_evaluator",
 ]

@@ -23,9 +23,9 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Union
 
 import torch
 from torch import nn
@@ -39,7 +39,7 @@ from ..outputs import write_cache
 from ..runtime import get_dist
 from ..sample import generated_batches
 
-RealImages = Union[torch.Tensor, InMemoryImages, Dataset]
+RealImages = torch.Tensor | InMemoryImages | Dataset
 
 
 def default_cache_dir() -> Path:
@@ -105,7 +105,9 @@ def inception_score(logits: torch.Tensor, *, splits: int = 10, seed: int = 0) ->
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        score = InceptionScore(feature=Precomputed(logits.shape[1]), splits=splits, sync_on_compute=False).to(logits.device)
+        score = InceptionScore(feature=Precomputed(logits.shape[1]), splits=splits, sync_on_compute=False).to(
+            logits.device
+        )
     score.update(logits.double())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -133,7 +135,12 @@ def _batches(real: RealImages, batch_size: int) -> Iterator[torch.Tensor]:
 
 @torch.no_grad()
 def extract(
-    batches: Iterator[torch.Tensor], extractor: nn.Module, *, total: int, desc: str, progress: bool = True,
+    batches: Iterator[torch.Tensor],
+    extractor: nn.Module,
+    *,
+    total: int,
+    desc: str,
+    progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Features [N, F] (and logits [N, K] where the extractor has them) of uint8 batches, on the CPU."""
     from tqdm import tqdm
@@ -142,10 +149,10 @@ def extract(
     features, logits = [], []
     with tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for images in batches:
-            f, l = extractor.features_and_logits(images.to(device))
+            f, lg = extractor.features_and_logits(images.to(device))
             features.append(f.cpu())
-            if l is not None:
-                logits.append(l.cpu())
+            if lg is not None:
+                logits.append(lg.cpu())
             bar.update(len(images))
     return torch.cat(features), (torch.cat(logits) if logits else None)
 
@@ -168,8 +175,11 @@ def _read_cache(path: Path, key: dict, num_features: int) -> torch.Tensor | None
     except UserError:  # a broken cache is recomputed, not an error
         state = None
     valid = (
-        isinstance(state, dict) and state.get("key") == key and isinstance(state.get("features"), torch.Tensor)
-        and state["features"].ndim == 2 and state["features"].shape[1] == num_features
+        isinstance(state, dict)
+        and state.get("key") == key
+        and isinstance(state.get("features"), torch.Tensor)
+        and state["features"].ndim == 2
+        and state["features"].shape[1] == num_features
         and bool(torch.isfinite(state["features"]).all())
     )
     if not valid:
@@ -180,13 +190,19 @@ def _read_cache(path: Path, key: dict, num_features: int) -> torch.Tensor | None
 
 def _write_cache(path: Path, key: dict, features: torch.Tensor) -> None:
     # a full disk (or a bad --cache-dir) costs the cache, not the result
-    write_cache(path, "the statistics cache", lambda tmp: torch.save({"key": key, "features": features.contiguous()},
-                                                                      tmp))
+    write_cache(
+        path, "the statistics cache", lambda tmp: torch.save({"key": key, "features": features.contiguous()}, tmp)
+    )
 
 
 def real_features(
-    real: RealImages | Callable[[], RealImages], extractor: nn.Module, *, key: dict | None = None,
-    cache_dir: str | os.PathLike | None = None, batch_size: int = 250, progress: bool = True,
+    real: RealImages | Callable[[], RealImages],
+    extractor: nn.Module,
+    *,
+    key: dict | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 250,
+    progress: bool = True,
 ) -> tuple[torch.Tensor, Path | None]:
     """Features of the real images, read from the cache when ``key`` is given and a file exists.
 
@@ -205,8 +221,9 @@ def real_features(
         if cached is not None:
             return cached, path
     images = real() if callable(real) else real
-    features, _ = extract(_batches(images, batch_size), extractor, total=len(images), desc="real images",
-                          progress=progress)
+    features, _ = extract(
+        _batches(images, batch_size), extractor, total=len(images), desc="real images", progress=progress
+    )
     if path is not None:
         _write_cache(path, key, features)
     return features, path
@@ -214,8 +231,10 @@ def real_features(
 
 def _shard(num_images: int, batch_size: int, rank: int, world_size: int) -> list[torch.Tensor]:
     """Per batch, the indices of the images this rank generates: batch positions rank::world_size."""
-    return [torch.arange(start, min(start + batch_size, num_images))[rank::world_size]
-            for start in range(0, num_images, batch_size)]
+    return [
+        torch.arange(start, min(start + batch_size, num_images))[rank::world_size]
+        for start in range(0, num_images, batch_size)
+    ]
 
 
 # --------------------------------------------------------------------------- the evaluation
@@ -269,15 +288,24 @@ def check_fid_images(num_images: int, flag: str = "--num-images") -> None:
 
 
 def evaluate(
-    generator: nn.Module, real_images_u8: RealImages | Callable[[], RealImages], extractor: nn.Module, *,
-    num_images: int = 10_000, seed: int = 0, batch_size: int = 250, cache_key: dict | None = None,
-    cache_dir: str | os.PathLike | None = None, kid_subsets: int = 100, kid_subset_size: int = 1000,
-    progress: bool = True, precision_recall_k: int | None = None,
+    generator: nn.Module,
+    real_images_u8: RealImages | Callable[[], RealImages],
+    extractor: nn.Module,
+    *,
+    num_images: int = 10_000,
+    seed: int = 0,
+    batch_size: int = 250,
+    cache_key: dict | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    progress: bool = True,
+    precision_recall_k: int | None = None,
     real_labels: torch.Tensor | Callable[[], torch.Tensor | None] | None = None,
 ) -> EvalResult | None:
     """Generate ``num_images`` images and compare them with the real ones through ``extractor``.
 
-    ``generator`` is used as given (``sample.load_generator`` returns it in
+    ``generator`` is used as given (``Generator.from_checkpoint`` returns it in
     eval mode with recalibrated batch norm); the extractor runs on its device.
     With ``cache_key`` the real features are cached (see ``real_features``).
     ``precision_recall_k`` adds k-NN precision and recall (``precision_recall.py``).
@@ -293,28 +321,43 @@ def evaluate(
     # under torchrun every rank generates and extracts its share; rank 0 gathers and scores
     indices = torch.cat(_shard(num_images, batch_size, rank, world_size))
     fake, logits = extract(
-        generated_batches(generator, num_images, seed=seed, batch_size=batch_size, rank=rank,
-                          world_size=world_size),
-        extractor, total=len(indices), desc="generating", progress=progress and rank == 0,
+        generated_batches(generator, num_images, seed=seed, batch_size=batch_size, rank=rank, world_size=world_size),
+        extractor,
+        total=len(indices),
+        desc="generating",
+        progress=progress and rank == 0,
     )
     if world_size > 1:
         fake, logits = _gather_to_rank0((indices, fake, logits))
         if rank != 0:
             return None
-    real, _ = real_features(real_images_u8, extractor, key=cache_key, cache_dir=cache_dir,
-                            batch_size=batch_size, progress=progress)
-    result = score(real, fake, logits, extractor, device=device, seed=seed, kid_subsets=kid_subsets,
-                   kid_subset_size=kid_subset_size, precision_recall_k=precision_recall_k, start=start)
+    real, _ = real_features(
+        real_images_u8, extractor, key=cache_key, cache_dir=cache_dir, batch_size=batch_size, progress=progress
+    )
+    result = score(
+        real,
+        fake,
+        logits,
+        extractor,
+        device=device,
+        seed=seed,
+        kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size,
+        precision_recall_k=precision_recall_k,
+        start=start,
+    )
     if getattr(generator, "num_classes", 0):
         from ..sample import class_labels
 
         labels = real_labels() if callable(real_labels) else real_labels
         result.conditional_accuracy, result.class_fid = conditional_scores(
-            generator, class_labels(generator, 0, num_images), fake, logits, extractor, real, labels)
+            generator, class_labels(generator, 0, num_images), fake, logits, extractor, real, labels
+        )
         if result.conditional_accuracy is None:
             result.missing["conditional accuracy"] = (
                 f"the {extractor.name} extractor's classes do not include the generator's "
-                f"({', '.join(getattr(generator, 'class_names', ()) or ()) or 'unnamed'})")
+                f"({', '.join(getattr(generator, 'class_names', ()) or ()) or 'unnamed'})"
+            )
         if result.class_fid is None:
             result.missing["FID per class"] = "the real images' labels are not known"
         result.seconds = time.perf_counter() - start
@@ -322,8 +365,13 @@ def evaluate(
 
 
 def conditional_scores(
-    generator: nn.Module, fake_labels: torch.Tensor, fake: torch.Tensor, logits: torch.Tensor | None,
-    extractor: nn.Module, real: torch.Tensor, real_labels: torch.Tensor | None,
+    generator: nn.Module,
+    fake_labels: torch.Tensor,
+    fake: torch.Tensor,
+    logits: torch.Tensor | None,
+    extractor: nn.Module,
+    real: torch.Tensor,
+    real_labels: torch.Tensor | None,
 ) -> tuple[float | None, dict[str, float] | None]:
     """Conditional accuracy (where the extractor's classes name the generator's) and FID per class
     (where the real labels are known and a class has at least 2 images on each side)."""
@@ -344,9 +392,17 @@ def conditional_scores(
 
 
 def score(
-    real: torch.Tensor, fake: torch.Tensor, logits: torch.Tensor | None, extractor: nn.Module, *,
-    device: torch.device = torch.device("cpu"), seed: int = 0, kid_subsets: int = 100, kid_subset_size: int = 1000,
-    precision_recall_k: int | None = None, start: float | None = None,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    logits: torch.Tensor | None,
+    extractor: nn.Module,
+    *,
+    device: torch.device | None = None,
+    seed: int = 0,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    precision_recall_k: int | None = None,
+    start: float | None = None,
 ) -> EvalResult:
     """Every metric from real and generated features (and the generated images' logits, where there are any)."""
     start = time.perf_counter() if start is None else start
@@ -356,9 +412,11 @@ def score(
         raise UserError(f"FID needs at least 2 generated images, got {len(fake)}")
     for name, features in (("real", real), ("generated", fake)):
         if not torch.isfinite(features).all():
-            raise UserError(f"the {name} images' features are not finite (NaN or infinite): no metric can be "
-                            "computed from them; a diverged generator or a broken feature network?")
-    metrics_device = _metrics_device(device)
+            raise UserError(
+                f"the {name} images' features are not finite (NaN or infinite): no metric can be "
+                "computed from them; a diverged generator or a broken feature network?"
+            )
+    metrics_device = _metrics_device(device or torch.device("cpu"))
     real, fake = real.to(metrics_device), fake.to(metrics_device)
     fid = frechet_distance(real, fake)
     kid_mean, kid_std = kernel_distance(real, fake, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
@@ -376,9 +434,11 @@ def score(
             min_share = shares[min_class]
     precision = recall = None
     if precision_recall_k is not None and min(len(real), len(fake)) <= precision_recall_k:
-        raise UserError(f"--k {precision_recall_k} needs more than {precision_recall_k} images in each set, got "
-                        f"{len(real)} real and {len(fake)} generated: lower --k, or --k 0 to skip precision "
-                        "and recall")
+        raise UserError(
+            f"--k {precision_recall_k} needs more than {precision_recall_k} images in each set, got "
+            f"{len(real)} real and {len(fake)} generated: lower --k, or --k 0 to skip precision "
+            "and recall"
+        )
     if precision_recall_k is not None:
         from .precision_recall import precision_recall
 
@@ -387,8 +447,19 @@ def score(
     else:
         missing["precision"] = missing["recall"] = "skipped (--k 0)"
     return EvalResult(
-        fid=fid, kid_mean=kid_mean, kid_std=kid_std, is_mean=is_mean, is_std=is_std, class_shares=shares,
-        min_class=min_class, min_class_share=min_share, num_images=len(fake), num_real_images=len(real),
-        extractor=extractor.name, seconds=time.perf_counter() - start, precision=precision, recall=recall,
+        fid=fid,
+        kid_mean=kid_mean,
+        kid_std=kid_std,
+        is_mean=is_mean,
+        is_std=is_std,
+        class_shares=shares,
+        min_class=min_class,
+        min_class_share=min_share,
+        num_images=len(fake),
+        num_real_images=len(real),
+        extractor=extractor.name,
+        seconds=time.perf_counter() - start,
+        precision=precision,
+        recall=recall,
         missing=missing,
     )

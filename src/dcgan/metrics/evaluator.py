@@ -26,7 +26,6 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -112,11 +111,14 @@ class ColourClassifier(_Classifier):
         w = width
         body = nn.Sequential(
             *_conv(3, w),  # state size. w x 32 x 32
-            *_conv(w, 2 * w), nn.MaxPool2d(2),  # state size. (2w) x 16 x 16
+            *_conv(w, 2 * w),
+            nn.MaxPool2d(2),  # state size. (2w) x 16 x 16
             *_conv(2 * w, 2 * w),  # state size. (2w) x 16 x 16
-            *_conv(2 * w, 4 * w), nn.MaxPool2d(2),  # state size. (4w) x 8 x 8
+            *_conv(2 * w, 4 * w),
+            nn.MaxPool2d(2),  # state size. (4w) x 8 x 8
             *_conv(4 * w, 4 * w),  # state size. (4w) x 8 x 8
-            *_conv(4 * w, num_features), nn.MaxPool2d(2),  # state size. num_features x 4 x 4
+            *_conv(4 * w, num_features),
+            nn.MaxPool2d(2),  # state size. num_features x 4 x 4
             *_conv(num_features, num_features),  # state size. num_features x 4 x 4
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),  # state size. num_features
@@ -128,7 +130,7 @@ class ColourClassifier(_Classifier):
 
 
 ARCHITECTURES = {"digits": DigitClassifier, "colour": ColourClassifier}
-Classifier = Union[DigitClassifier, ColourClassifier]
+Classifier = DigitClassifier | ColourClassifier
 
 
 def build_classifier(config: dict) -> Classifier:
@@ -151,8 +153,9 @@ class ClassifierExtractor(nn.Module):
     ``name`` is what every figure it produces is reported under: ``digits`` or ``cifar10``.
     """
 
-    def __init__(self, classifier: Classifier, *, cache_key: str, labels: tuple[str, ...] | None = None,
-                 name: str = "digits") -> None:
+    def __init__(
+        self, classifier: Classifier, *, cache_key: str, labels: tuple[str, ...] | None = None, name: str = "digits"
+    ) -> None:
         super().__init__()
         self.name = name
         self.classifier = classifier.eval().requires_grad_(False)
@@ -262,9 +265,19 @@ def accuracy(model: nn.Module, data: InMemoryImages, *, batch_size: int = 1000) 
 
 
 def train_evaluator(
-    train: InMemoryImages, test: InMemoryImages, *, epochs: int = 3, batch_size: int = 128, lr: float | None = None,
-    width: int | None = None, num_classes: int = 10, seed: int = 0, device: torch.device | str = "cpu",
-    progress: bool = True, arch: str = "digits", precision: str = "fp32",
+    train: InMemoryImages,
+    test: InMemoryImages,
+    *,
+    epochs: int = 3,
+    batch_size: int = 128,
+    lr: float | None = None,
+    width: int | None = None,
+    num_classes: int = 10,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    arch: str = "digits",
+    precision: str = "fp32",
 ) -> tuple[Classifier, float]:
     """Train a classifier on labelled images (1x28x28 for ``digits``, 3x32x32 for ``colour``);
     return it and its test accuracy.
@@ -282,8 +295,10 @@ def train_evaluator(
         if data.labels is None:
             raise UserError(f"the evaluator needs labelled images; the {split} data has no labels")
         if tuple(data.images.shape[1:]) != shape:
-            raise UserError(f"the {arch} evaluator takes {'x'.join(map(str, shape))} images, "
-                            f"got {'x'.join(map(str, data.images.shape[1:]))}")
+            raise UserError(
+                f"the {arch} evaluator takes {'x'.join(map(str, shape))} images, "
+                f"got {'x'.join(map(str, data.images.shape[1:]))}"
+            )
     if epochs < 1 or batch_size < 1:
         raise UserError("--epochs and --batch-size must be at least 1")
     if len(train) < batch_size:
@@ -322,8 +337,11 @@ def train_evaluator(
                 else:
                     x = _shift(x, rng)
                 with amp:
-                    loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), labels[index],
-                                           label_smoothing=label_smoothing)
+                    loss = F.cross_entropy(
+                        model(x.contiguous(memory_format=torch.channels_last)),
+                        labels[index],
+                        label_smoothing=label_smoothing,
+                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -331,8 +349,10 @@ def train_evaluator(
                 bar.update()
             test_accuracy = accuracy(model, test)
             if progress:
-                bar.write(f"epoch {epoch + 1}/{epochs}  loss {loss.item():.4f}  test accuracy {test_accuracy:.4%}  "
-                          f"({time.perf_counter() - start:.0f} s)")
+                bar.write(
+                    f"epoch {epoch + 1}/{epochs}  loss {loss.item():.4f}  test accuracy {test_accuracy:.4%}  "
+                    f"({time.perf_counter() - start:.0f} s)"
+                )
     # back to the default layout: the weights saved, and every later forward, match a freshly built model
     return model.eval().cpu().to(memory_format=torch.contiguous_format), test_accuracy
 
@@ -342,8 +362,11 @@ def save_evaluator(model: DigitClassifier, path: str | os.PathLike, meta: dict) 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
-        "format": FORMAT, "version": VERSION, "config": model.config(),
-        "state_dict": {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}, "meta": meta,
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.config(),
+        "state_dict": {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()},
+        "meta": meta,
     }
     with writing(path, "the evaluator weights") as tmp:
         torch.save(state, tmp)
@@ -355,9 +378,17 @@ TRAINABLE_DATASETS = {"mnist": "digits", "fashion-mnist": "digits", "cifar10": "
 
 
 def build_evaluator(
-    out: str | os.PathLike, *, data: str = "mnist", data_root: str | None = None, epochs: int = 3,
-    batch_size: int = 128, seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
-    download: bool = False, precision: str = "auto",
+    out: str | os.PathLike,
+    *,
+    data: str = "mnist",
+    data_root: str | None = None,
+    epochs: int = 3,
+    batch_size: int = 128,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    download: bool = False,
+    precision: str = "auto",
 ) -> dict:
     """``dcgan evaluator train``: train on the training split, measure on the test split, write ``out``.
 
@@ -379,23 +410,43 @@ def build_evaluator(
     device = torch.device(device)
     precision = resolve_precision(precision, device)
     train_data, test_data = (
-        load(DataSpec(name=data, root=data_root, split=split, channels=cls.channels, image_size=cls.image_size,
-                      download=download), progress=progress)
+        load(
+            DataSpec(
+                name=data,
+                root=data_root,
+                split=split,
+                channels=cls.channels,
+                image_size=cls.image_size,
+                download=download,
+            ),
+            progress=progress,
+        )
         for split in ("train", "test")
     )
     start = time.perf_counter()
     model, test_accuracy = train_evaluator(
-        train_data, test_data, epochs=epochs, batch_size=batch_size, seed=seed, device=device, progress=progress,
-        arch=arch, precision=precision,
+        train_data,
+        test_data,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        progress=progress,
+        arch=arch,
+        precision=precision,
     )
     root = f" --data-root {data_root}" if data_root else ""
     labels = {"fashion-mnist": list(FASHION_LABELS), "cifar10": list(CLASS_NAMES["cifar10"])}
     meta = {
-        "data": data, "test_accuracy": test_accuracy, "num_test_images": len(test_data),
-        "train_seconds": round(time.perf_counter() - start, 1), "torch": str(torch.__version__),
-        "precision": precision, "labels": labels.get(data, [str(i) for i in range(10)]),
+        "data": data,
+        "test_accuracy": test_accuracy,
+        "num_test_images": len(test_data),
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "torch": str(torch.__version__),
+        "precision": precision,
+        "labels": labels.get(data, [str(i) for i in range(10)]),
         "command": f"dcgan evaluator train --data {data}{root} --epochs {epochs} --batch-size {batch_size} "
-                   f"--seed {seed} --out {out}",
+        f"--seed {seed} --out {out}",
     }
     save_evaluator(model, out, meta)
     return meta

@@ -20,6 +20,7 @@ import torch
 
 from ..data import IMAGE_EXTENSIONS, ImageFolder, decode_all
 from ..errors import UserError
+from ..models import Generator
 
 GREY_MODES = ("L", "1", "I", "I;16", "I;16B", "I;16L")  # read as one channel (16-bit scaled to 8)
 NPZ_IMAGE_KEYS = ("images", "arr_0", "x")  # dcgan sample writes "images"; np.savez(path, array) writes "arr_0"
@@ -52,14 +53,17 @@ def load_image_set(path: str | os.PathLike, *, progress: bool = True, strict: bo
             with np.load(path) as archive:
                 key = next((k for k in NPZ_IMAGE_KEYS if k in archive.files), None)
                 if key is None:
-                    raise UserError(f"{path} has no image array; expected one of {', '.join(NPZ_IMAGE_KEYS)} "
-                                    f"(it has {', '.join(archive.files) or 'nothing'})")
+                    raise UserError(
+                        f"{path} has no image array; expected one of {', '.join(NPZ_IMAGE_KEYS)} "
+                        f"(it has {', '.join(archive.files) or 'nothing'})"
+                    )
                 array = archive[key]
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
             raise UserError(f"{path} is not a readable .npz: {str(e).splitlines()[0][:200]}") from None
         if array.dtype != np.uint8 or array.ndim not in (3, 4) or (array.ndim == 4 and array.shape[-1] not in (1, 3)):
-            raise UserError(f"{path}: expected uint8 images [N, H, W] or [N, H, W, 1 or 3], "
-                            f"got {array.dtype} {list(array.shape)}")
+            raise UserError(
+                f"{path}: expected uint8 images [N, H, W] or [N, H, W, 1 or 3], got {array.dtype} {list(array.shape)}"
+            )
         images = torch.from_numpy(array if array.ndim == 4 else array[..., None]).permute(0, 3, 1, 2)
         return check_image_set(images.contiguous(), path) if strict else images.contiguous()
     if not path.is_dir():
@@ -76,9 +80,11 @@ def load_image_set(path: str | os.PathLike, *, progress: bool = True, strict: bo
         except (OSError, ValueError, SyntaxError):
             continue  # unreadable files are skipped (and counted) by the decoder
         if other != (channels, size):
-            raise UserError(f"{path} mixes image shapes: {first.name} is {size[0]}x{size[1]} with {channels} "
-                            f"channel(s), {file.relative_to(path)} is {other[1][0]}x{other[1][1]} with {other[0]}; "
-                            "an image set is compared as it is, not resized: use one size and mode")
+            raise UserError(
+                f"{path} mixes image shapes: {first.name} is {size[0]}x{size[1]} with {channels} "
+                f"channel(s), {file.relative_to(path)} is {other[1][0]}x{other[1][1]} with {other[0]}; "
+                "an image set is compared as it is, not resized: use one size and mode"
+            )
     images = decode_all(ImageFolder(str(path), channels, min(size)), progress=progress).images
     return check_image_set(images, path) if strict else images
 
@@ -90,8 +96,10 @@ def check_image_set(images: torch.Tensor, path: str | os.PathLike) -> torch.Tens
 
     h, w = images.shape[-2:]
     if h != w or h not in SUPPORTED_IMAGE_SIZES:
-        raise UserError(f"{path} holds {w}x{h} images; an image set is compared as it is, not resized: give "
-                        f"square images of {', '.join(map(str, SUPPORTED_IMAGE_SIZES))} pixels")
+        raise UserError(
+            f"{path} holds {w}x{h} images; an image set is compared as it is, not resized: give "
+            f"square images of {', '.join(map(str, SUPPORTED_IMAGE_SIZES))} pixels"
+        )
     return images
 
 
@@ -102,22 +110,37 @@ def evaluate_image_set(path: str | os.PathLike, opts, device: torch.device):
     from .report import prepare
 
     if opts.data is None:
-        raise UserError("evaluating a folder or .npz of images needs --data (and --data-root): the real images "
-                        "to compare with")
+        raise UserError(
+            "evaluating a folder or .npz of images needs --data (and --data-root): the real images to compare with"
+        )
     start = time.perf_counter()
     images = load_image_set(path, progress=opts.progress, strict=True)
-    cfg = TrainConfig(data=opts.data, data_root=opts.data_root, channels=images.shape[1],
-                      image_size=images.shape[-1])
+    cfg = TrainConfig(data=opts.data, data_root=opts.data_root, channels=images.shape[1], image_size=images.shape[-1])
     extractor, real, key = prepare(cfg, opts)
     extractor = extractor.to(device).eval()
-    fake, logits = extract(iter(images.split(opts.batch_size)), extractor, total=len(images), desc="images",
-                           progress=opts.progress)
-    real_f, _ = real_features(real, extractor, key=key, cache_dir=opts.cache_dir, batch_size=opts.batch_size,
-                              progress=opts.progress)
-    result = score(real_f, fake, logits, extractor, device=device, seed=opts.seed,
-                   precision_recall_k=opts.precision_recall_k, start=start)
-    info = {"images": str(path), "data": opts.data, "split": opts.split, "image_size": cfg.image_size,
-            "channels": cfg.channels}
+    fake, logits = extract(
+        iter(images.split(opts.batch_size)), extractor, total=len(images), desc="images", progress=opts.progress
+    )
+    real_f, _ = real_features(
+        real, extractor, key=key, cache_dir=opts.cache_dir, batch_size=opts.batch_size, progress=opts.progress
+    )
+    result = score(
+        real_f,
+        fake,
+        logits,
+        extractor,
+        device=device,
+        seed=opts.seed,
+        precision_recall_k=opts.precision_recall_k,
+        start=start,
+    )
+    info = {
+        "images": str(path),
+        "data": opts.data,
+        "split": opts.split,
+        "image_size": cfg.image_size,
+        "channels": cfg.channels,
+    }
     return result, info
 
 
@@ -137,8 +160,10 @@ def write_stats(mu: np.ndarray, sigma: np.ndarray, out: str | os.PathLike, meta:
     out = Path(out)
     check_output_file(out, (".npz",))
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
-        raise UserError(f"the statistics of {meta.get('source', 'these images')} are not finite (NaN or infinite); "
-                        f"not writing {out}")
+        raise UserError(
+            f"the statistics of {meta.get('source', 'these images')} are not finite (NaN or infinite); "
+            f"not writing {out}"
+        )
     with writing(out, "the statistics") as tmp:
         with open(tmp, "wb") as f:  # a file object: numpy would append .npz to the temporary name
             np.savez_compressed(f, mu=mu, sigma=sigma, **{f"dcgan_{k}": np.asarray(str(v)) for k, v in meta.items()})
@@ -183,39 +208,43 @@ def stats_features(source: str, *, opts, image_size: int | None, channels: int |
         images = load_image_set(source, progress=opts.progress)
         extractor, _, _ = prepare(TrainConfig(channels=images.shape[1], image_size=images.shape[-1]), opts)
         extractor = extractor.to(device).eval()
-        features, _ = extract(iter(images.split(opts.batch_size)), extractor, total=len(images), desc="images",
-                              progress=opts.progress)
+        features, _ = extract(
+            iter(images.split(opts.batch_size)), extractor, total=len(images), desc="images", progress=opts.progress
+        )
         return features, len(images), extractor.name
     cfg = TrainConfig(data=source, data_root=opts.data_root, image_size=image_size or 28, channels=channels or 1)
     from dataclasses import replace
 
     extractor, real, key = prepare(cfg, replace(opts, data=source))
     extractor = extractor.to(device).eval()
-    features, _ = real_features(real, extractor, key=key, cache_dir=opts.cache_dir, batch_size=opts.batch_size,
-                                progress=opts.progress)
+    features, _ = real_features(
+        real, extractor, key=key, cache_dir=opts.cache_dir, batch_size=opts.batch_size, progress=opts.progress
+    )
     return features, len(features), extractor.name
 
 
 def fid_against_statistics(source: str, ref: str | os.PathLike, *, opts, device: torch.device) -> tuple[float, dict]:
     """``dcgan eval SOURCE --ref ref.npz``: FID of a run's samples (or a folder/.npz of images) against stored stats."""
     from ..config import TrainConfig
-    from ..sample import generate, load_generator
+    from ..sample import generate
     from .evaluate import extract
     from .report import prepare
 
     mu_ref, sigma_ref = read_stats(ref)
     if not (np.isfinite(mu_ref).all() and np.isfinite(sigma_ref).all()):
-        raise UserError(f"{ref} holds NaN or infinite statistics: no FID can be computed against it; "
-                        "make it again with dcgan stats")
+        raise UserError(
+            f"{ref} holds NaN or infinite statistics: no FID can be computed against it; make it again with dcgan stats"
+        )
     if is_image_set(source):
         images = load_image_set(source, progress=opts.progress, strict=True)
     else:
-        G = load_generator(source, device, ema=opts.ema)
+        G = Generator.from_checkpoint(source, device, ema=opts.ema)
         images = generate(G, opts.num_images, seed=opts.seed, batch_size=opts.batch_size)
     extractor, _, _ = prepare(TrainConfig(channels=images.shape[1], image_size=images.shape[-1]), opts)
     extractor = extractor.to(device).eval()
-    features, _ = extract(iter(images.split(opts.batch_size)), extractor, total=len(images), desc="images",
-                          progress=opts.progress)
+    features, _ = extract(
+        iter(images.split(opts.batch_size)), extractor, total=len(images), desc="images", progress=opts.progress
+    )
     mu, sigma = feature_statistics(features)
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
         raise UserError(f"the features of {source} are not finite (NaN or infinite): no FID can be computed")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -45,7 +45,11 @@ class InceptionExtractor(nn.Module):
     labels = None  # ImageNet classes say nothing about which modes of a dataset are covered
 
     def __init__(
-        self, network: nn.Module, *, cache_key: str, num_features: int = NUM_FEATURES,
+        self,
+        network: nn.Module,
+        *,
+        cache_key: str,
+        num_features: int = NUM_FEATURES,
         num_classes: int = NUM_CLASSES,
     ) -> None:
         super().__init__()
@@ -71,13 +75,15 @@ def _torch_fidelity_network(weights: Path) -> nn.Module:
     except ImportError:
         raise UserError("--extractor inception needs torch-fidelity: pip install torch-fidelity") from None
     # "inception-v3-compat" is the name torch-fidelity registers this network under
-    return FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
-                                       feature_extractor_weights_path=str(weights))
+    return FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(weights)
+    )
 
 
 def inception_extractor(
     weights_path: str | os.PathLike | None = None,
-    *, build: Callable[[Path], nn.Module] = _torch_fidelity_network,
+    *,
+    build: Callable[[Path], nn.Module] = _torch_fidelity_network,
 ) -> InceptionExtractor:
     """The FID Inception network with weights from ``weights_path`` or the torch hub cache.
 
@@ -86,8 +92,10 @@ def inception_extractor(
     """
     path = Path(weights_path) if weights_path is not None else cached_weights_path()
     if not path.is_file():
-        where = f"--inception-weights {path} does not exist" if weights_path is not None else (
-            f"no Inception weights at {path}"
+        where = (
+            f"--inception-weights {path} does not exist"
+            if weights_path is not None
+            else (f"no Inception weights at {path}")
         )
         raise UserError(
             f"{where}; download {WEIGHTS_URL} to {cached_weights_path()} or pass --inception-weights PATH, "

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
+from ..models import Generator
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9)
 FLAG_RATIO = 0.5  # samples at half the real-to-train distance: far closer than unseen real data gets
@@ -64,13 +65,21 @@ def distance_report(space: str, sample_to_train: torch.Tensor, test_to_train: to
         space=space,
         sample_quantiles={f"q{round(p * 100):02d}": v for p, v in zip(QUANTILES, sq.tolist())},
         test_quantiles={f"q{round(p * 100):02d}": v for p, v in zip(QUANTILES, tq.tolist())},
-        ratio=ratio, near_copy_share=(s < tq[0]).double().mean().item(), flagged=ratio < FLAG_RATIO,
+        ratio=ratio,
+        near_copy_share=(s < tq[0]).double().mean().item(),
+        flagged=ratio < FLAG_RATIO,
     )
 
 
 def memorisation(
-    samples_u8: torch.Tensor, train_u8: torch.Tensor, test_u8: torch.Tensor, extractor, *,
-    train_features: torch.Tensor | None = None, k: int = 1, batch_size: int = 250,
+    samples_u8: torch.Tensor,
+    train_u8: torch.Tensor,
+    test_u8: torch.Tensor,
+    extractor,
+    *,
+    train_features: torch.Tensor | None = None,
+    k: int = 1,
+    batch_size: int = 250,
 ):
     """Reports in feature and pixel space, plus the k nearest training indices of every sample in each.
 
@@ -120,8 +129,11 @@ def neighbour_grid(samples_u8: torch.Tensor, train_u8: torch.Tensor, neighbours:
     mid = 160 if c == 1 else (160, 160, 160)
     for i in range(n):
         x0, y = PAD + (i // rows_per_block) * (block_w + block_gap), PAD + (i % rows_per_block) * (h + PAD)
-        tiles = [samples_u8[i]] + [train_u8[j] for j in neighbours["features"][i]] + \
-                [train_u8[j] for j in neighbours["pixels"][i]]
+        tiles = (
+            [samples_u8[i]]
+            + [train_u8[j] for j in neighbours["features"][i]]
+            + [train_u8[j] for j in neighbours["pixels"][i]]
+        )
         for col, tile in enumerate(tiles):
             x = x0 + col * (w + PAD) + (gap if col >= 1 else 0) + (gap if col >= 1 + k else 0)
             grid.paste(to_pil(tile), (x, y))
@@ -131,24 +143,40 @@ def neighbour_grid(samples_u8: torch.Tensor, train_u8: torch.Tensor, neighbours:
 
 
 def format_reports(reports: dict, info: dict) -> str:
-    lines = [f"{info['num_samples']:,} samples (seeds 0-{info['num_samples'] - 1}) and {info['num_test']:,} "
-             f"{info['test_data']} test images against {info['num_train']:,} {info['train_data']} training images"]
+    lines = [
+        f"{info['num_samples']:,} samples (seeds 0-{info['num_samples'] - 1}) and {info['num_test']:,} "
+        f"{info['test_data']} test images against {info['num_train']:,} {info['train_data']} training images"
+    ]
     for space, r in reports.items():
         lines.append(f"{space}: nearest-training-image distance, quantiles 1% / 10% / 50% / 90%")
         lines.append("  samples  " + " / ".join(f"{v:.4g}" for v in r.sample_quantiles.values()))
         lines.append("  test     " + " / ".join(f"{v:.4g}" for v in r.test_quantiles.values()))
-        verdict = "FLAGGED: samples sit far closer to training images than unseen real images do" \
-            if r.flagged else "no sign of copying"
-        lines.append(f"  ratio of medians {r.ratio:.3f}; samples nearer than the nearest 1% of test images: "
-                     f"{r.near_copy_share:.1%}; {verdict}")
+        verdict = (
+            "FLAGGED: samples sit far closer to training images than unseen real images do"
+            if r.flagged
+            else "no sign of copying"
+        )
+        lines.append(
+            f"  ratio of medians {r.ratio:.3f}; samples nearer than the nearest 1% of test images: "
+            f"{r.near_copy_share:.1%}; {verdict}"
+        )
     return "\n".join(lines)
 
 
 def check_run(
-    run: str | os.PathLike, *, num_images: int = 64, num_compare: int = 1000, k: int = 3,
-    test_data: str | None = None, test_root: str | None = None, extractor: str | None = None,
-    inception_weights: str | None = None, evaluator_weights: str | None = None, device: torch.device,
-    ema: bool = True, progress: bool = True,
+    run: str | os.PathLike,
+    *,
+    num_images: int = 64,
+    num_compare: int = 1000,
+    k: int = 3,
+    test_data: str | None = None,
+    test_root: str | None = None,
+    extractor: str | None = None,
+    inception_weights: str | None = None,
+    evaluator_weights: str | None = None,
+    device: torch.device,
+    ema: bool = True,
+    progress: bool = True,
 ):
     """``dcgan nearest``: samples of seeds 0..num_compare-1 against the run's training data.
 
@@ -158,7 +186,6 @@ def check_run(
     from ..config import TrainConfig
     from ..data import DataSpec, InMemoryImages, decode_all, load
     from ..explore import seed_images
-    from ..sample import load_generator
     from .report import EvalOptions, prepare
 
     if num_images < 1 or num_compare < 2 or k < 1:
@@ -167,10 +194,13 @@ def check_run(
     cfg = TrainConfig.from_dict(ckpt.load(run)["config"])
     test_name = test_data or cfg.data
     if test_name in ("mnist-5k", "folder", "fake", "lsun") and test_root is None:
-        raise UserError(f"{test_name} has no test split; give held-out images with --test-data mnist --test-root "
-                        "DIR or --test-data folder --test-root DIR")
-    opts = EvalOptions(extractor=extractor, inception_weights=inception_weights,
-                       evaluator_weights=evaluator_weights, progress=progress)
+        raise UserError(
+            f"{test_name} has no test split; give held-out images with --test-data mnist --test-root "
+            "DIR or --test-data folder --test-root DIR"
+        )
+    opts = EvalOptions(
+        extractor=extractor, inception_weights=inception_weights, evaluator_weights=evaluator_weights, progress=progress
+    )
     extractor, load_train, key = prepare(cfg, opts)
     test_root = test_root if test_root is not None or test_name != cfg.data else cfg.data_root
 
@@ -181,10 +211,16 @@ def check_run(
     if cfg.max_images is not None:  # the images the run trained on (--max-images takes the first N)
         train = train[: cfg.max_images]
         key = {**key, "max_images": cfg.max_images}
-    test_spec = DataSpec(name=test_name, root=test_root, split="train" if test_name == "folder" else "test",
-                         channels=cfg.channels, image_size=cfg.image_size, in_memory=False)
+    test_spec = DataSpec(
+        name=test_name,
+        root=test_root,
+        split="train" if test_name == "folder" else "test",
+        channels=cfg.channels,
+        image_size=cfg.image_size,
+        in_memory=False,
+    )
     test = in_memory(load(test_spec, progress=progress)).images[:num_compare]
-    G = load_generator(run, device, ema=ema)
+    G = Generator.from_checkpoint(run, device, ema=ema)
     if G.num_classes:  # a conditional run: every class alike, as dcgan eval draws them
         from ..sample import generate
 
@@ -197,8 +233,14 @@ def check_run(
     train_features, _ = real_features(train, extractor, key=key, progress=progress)
     reports, neighbours = memorisation(samples, train, test, extractor, train_features=train_features, k=k)
     picture = neighbour_grid(samples[:num_images], train, {s: i[:num_images] for s, i in neighbours.items()})
-    info = {"num_samples": len(samples), "num_test": len(test), "num_train": len(train),
-            "train_data": cfg.data, "test_data": test_name, "k": k}
+    info = {
+        "num_samples": len(samples),
+        "num_test": len(test),
+        "num_train": len(train),
+        "train_data": cfg.data,
+        "test_data": test_name,
+        "k": k,
+    }
     return reports, info, picture
 
 

@@ -58,7 +58,12 @@ class PrecisionRecall:
 
 
 def precision_recall(
-    real: torch.Tensor, fake: torch.Tensor, *, k: int = DEFAULT_K, max_real: int | None = None, seed: int = 0,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    *,
+    k: int = DEFAULT_K,
+    max_real: int | None = None,
+    seed: int = 0,
     chunk_rows: int = 1024,
 ) -> PrecisionRecall:
     """Precision and recall of ``fake`` [M, F] against ``real`` [N, F].
@@ -76,5 +81,7 @@ def precision_recall(
     return PrecisionRecall(
         precision=coverage_of(fake, real, real_radii, chunk_rows=chunk_rows),
         recall=coverage_of(real, fake, fake_radii, chunk_rows=chunk_rows),
-        k=k, num_real=len(real), num_fake=len(fake),
+        k=k,
+        num_real=len(real),
+        num_fake=len(fake),
     )

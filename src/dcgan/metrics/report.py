@@ -16,6 +16,7 @@ import torch
 from .. import checkpoint as ckpt
 from ..data import DataSpec, load
 from ..errors import UserError
+from ..models import Generator
 from .evaluate import EvalResult, check_fid_images, evaluate
 
 EXTRACTORS = ("digits", "cifar10", "inception")
@@ -82,10 +83,22 @@ def prepare(real: RealData, opts: EvalOptions):
     extractor = _extractor(opts, cfg.channels)
     name = opts.data or cfg.data
     root = opts.data_root if opts.data_root is not None or name != cfg.data else cfg.data_root
-    spec = DataSpec(name=name, root=root, split=opts.split, channels=cfg.channels, image_size=cfg.image_size,
-                    in_memory=False, download=opts.download)  # one pass over the data: stream where it is not in memory anyway
-    key = {"dataset": name, "root": os.path.abspath(root) if root else None, "split": opts.split,
-           "image_size": cfg.image_size, "channels": cfg.channels}
+    spec = DataSpec(
+        name=name,
+        root=root,
+        split=opts.split,
+        channels=cfg.channels,
+        image_size=cfg.image_size,
+        in_memory=False,
+        download=opts.download,
+    )  # one pass over the data: stream where it is not in memory anyway
+    key = {
+        "dataset": name,
+        "root": os.path.abspath(root) if root else None,
+        "split": opts.split,
+        "image_size": cfg.image_size,
+        "channels": cfg.channels,
+    }
     return extractor, (lambda: load(spec, progress=opts.progress)), key
 
 
@@ -94,8 +107,15 @@ def real_labels(real: RealData, opts: EvalOptions):
     per class of a conditional generator); it returns None for a dataset without labels."""
     name = opts.data or real.data
     root = opts.data_root if opts.data_root is not None or name != real.data else real.data_root
-    spec = DataSpec(name=name, root=root, split=opts.split, channels=real.channels, image_size=real.image_size,
-                    labels=True, download=opts.download)
+    spec = DataSpec(
+        name=name,
+        root=root,
+        split=opts.split,
+        channels=real.channels,
+        image_size=real.image_size,
+        labels=True,
+        download=opts.download,
+    )
 
     def load_labels():
         from ..data import LABELLED
@@ -113,7 +133,6 @@ def real_labels(real: RealData, opts: EvalOptions):
 
 def evaluate_checkpoint(path: str | os.PathLike, opts: EvalOptions, device: torch.device) -> tuple[EvalResult, dict]:
     """Evaluate the generator of a checkpoint or run directory; returns the result and what was compared."""
-    from ..sample import load_generator
 
     check_fid_images(opts.num_images)
     if opts.batch_size < 1:
@@ -125,16 +144,29 @@ def evaluate_checkpoint(path: str | os.PathLike, opts: EvalOptions, device: torc
     extractor, real, key = prepare(cfg, opts)
     name = opts.data or cfg.data
 
-    G = load_generator(path, device, ema=opts.ema)
+    G = Generator.from_checkpoint(path, device, ema=opts.ema)
     result = evaluate(
-        G, real, extractor, num_images=opts.num_images, seed=opts.seed,
-        batch_size=opts.batch_size, cache_key=key, cache_dir=opts.cache_dir, progress=opts.progress,
-        precision_recall_k=opts.precision_recall_k, real_labels=real_labels(cfg, opts) if G.num_classes else None,
+        G,
+        real,
+        extractor,
+        num_images=opts.num_images,
+        seed=opts.seed,
+        batch_size=opts.batch_size,
+        cache_key=key,
+        cache_dir=opts.cache_dir,
+        progress=opts.progress,
+        precision_recall_k=opts.precision_recall_k,
+        real_labels=real_labels(cfg, opts) if G.num_classes else None,
     )
     info = {
-        "checkpoint": str(path), "step": state.get("step"),
+        "checkpoint": str(path),
+        "step": state.get("step"),
         "generator": "ema" if opts.ema and state.get("G_ema") is not None else "raw",
-        "data": name, "split": opts.split, "image_size": cfg.image_size, "channels": cfg.channels, "seed": opts.seed,
+        "data": name,
+        "split": opts.split,
+        "image_size": cfg.image_size,
+        "channels": cfg.channels,
+        "seed": opts.seed,
     }
     return result, info
 
@@ -147,14 +179,27 @@ def _count(n: int) -> str:
 def format_table(result: EvalResult, info: dict) -> str:
     """The result for people: what was compared, then one metric per line."""
     rows = [
-        *([("checkpoint", f"{info['checkpoint']} (step {info['step']}, {info['generator']} generator)")]
-          if "checkpoint" in info else []),
-        ("real data", f"{info['data']} {info['split']}, {result.num_real_images:,} images, "
-                      f"{info['image_size']}x{info['image_size']}x{info['channels']}"),
-        ("generated", f"{result.num_images:,} images, seed {info['seed']}" if "seed" in info
-                      else f"{result.num_images:,} images from {info['images']}"),
-        ("extractor", f"{result.extractor} (every figure below is in its features: compare only with "
-                      f"{result.extractor} figures of as many images)"),
+        *(
+            [("checkpoint", f"{info['checkpoint']} (step {info['step']}, {info['generator']} generator)")]
+            if "checkpoint" in info
+            else []
+        ),
+        (
+            "real data",
+            f"{info['data']} {info['split']}, {result.num_real_images:,} images, "
+            f"{info['image_size']}x{info['image_size']}x{info['channels']}",
+        ),
+        (
+            "generated",
+            f"{result.num_images:,} images, seed {info['seed']}"
+            if "seed" in info
+            else f"{result.num_images:,} images from {info['images']}",
+        ),
+        (
+            "extractor",
+            f"{result.extractor} (every figure below is in its features: compare only with "
+            f"{result.extractor} figures of as many images)",
+        ),
         (f"FID ({result.extractor}, {_count(result.num_images)})", f"{result.fid:.3f}"),
         (f"KID ({result.extractor}, {_count(result.num_images)})", f"{result.kid_mean:.5f} ± {result.kid_std:.5f}"),
     ]
@@ -165,16 +210,18 @@ def format_table(result: EvalResult, info: dict) -> str:
         rows.append(("IS", f"{result.is_mean:.3f} ± {result.is_std:.3f}"))
     if result.class_shares is not None:
         uniform = 1 / len(result.class_shares)
-        rows.append(("smallest class", f"{result.min_class} at {result.min_class_share:.1%} "
-                                       f"(uniform: {uniform:.1%})"))
+        rows.append(("smallest class", f"{result.min_class} at {result.min_class_share:.1%} (uniform: {uniform:.1%})"))
         rows.append(("class shares", "  ".join(f"{k}: {v:.1%}" for k, v in result.class_shares.items())))
     if result.conditional_accuracy is not None:
-        rows.append(("conditional accuracy", f"{result.conditional_accuracy:.2%} (the class asked for, "
-                                             "by the extractor's classifier)"))
+        rows.append(
+            (
+                "conditional accuracy",
+                f"{result.conditional_accuracy:.2%} (the class asked for, by the extractor's classifier)",
+            )
+        )
     if result.class_fid:
         rows.append(("FID per class", "  ".join(f"{k}: {v:.2f}" for k, v in result.class_fid.items())))
     rows += [(name, f"missing: {reason}") for name, reason in result.missing.items()]
     rows.append(("time", f"{result.seconds:.1f} s"))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-
