@@ -143,7 +143,7 @@ def test_a_checkpoint_file_works_as_well_as_a_run_directory(source, tmp_path):
     kept = source / "checkpoints" / "latest.pt"
     resolved = resolve(_config(kept, tmp_path))
     assert resolved.cfg.init_from == str(kept.absolute())
-    assert _same(resolved.init_weights["G"], ckpt.load(kept)["G"])
+    assert _same(resolved.init_weights.G, ckpt.load(kept)["G"])
 
 
 def test_resuming_a_fine_tuned_run_continues_from_its_own_checkpoint_never_the_source(

@@ -23,6 +23,7 @@ from .errors import UserError
 from .outputs import write_failure
 from .runlog import STAT_NAMES
 from .runtime import all_agree, barrier, print0, rng_state, set_rng_state
+from .step import noise_seed
 
 
 class TrainingDiverged(UserError):
@@ -127,28 +128,28 @@ def save_checkpoint(trainer) -> None:
 
 
 def checkpoint_state(trainer) -> dict:
-    """One dict with everything a resumed run needs; what checkpoints/*.pt hold."""
-    return {
-        "config": trainer.cfg.to_dict(),
-        "G": trainer.G.state_dict(),
-        "D": trainer.D.state_dict(),
-        "G_ema": trainer.ema.state_dict(),
-        "opt_G": trainer.opt_G.state_dict(),
-        "opt_D": trainer.opt_D.state_dict(),
-        "scaler_G": trainer.scaler_G.state_dict(),
-        "scaler_D": trainer.scaler_D.state_dict(),
-        "step": trainer.step,
-        "epoch": trainer.epoch,
-        "images_in_epoch": trainer.step_in_epoch * trainer.cfg.batch_size * trainer.dist.world_size,
-        "stats_sum": trainer.stats_sum.cpu(),
-        "stats_count": trainer.stats_count,
-        "fixed_noise": trainer.fixed_noise,
-        "rng": rng_state(),
-        "noise_rng": trainer.noise_rng.get_state(),
-        "world_size": trainer.dist.world_size,
-        "best_fid": trainer.best_fid,
-        "train_seconds": trainer.train_seconds,
-    }
+    """The trainer's state in the checkpoint schema (``checkpoint.training_state``)."""
+    return ckpt.training_state(
+        config=trainer.cfg.to_dict(),
+        G=trainer.G.state_dict(),
+        D=trainer.D.state_dict(),
+        G_ema=trainer.ema.state_dict(),
+        opt_G=trainer.opt_G.state_dict(),
+        opt_D=trainer.opt_D.state_dict(),
+        scaler_G=trainer.scaler_G.state_dict(),
+        scaler_D=trainer.scaler_D.state_dict(),
+        step=trainer.step,
+        epoch=trainer.epoch,
+        images_in_epoch=trainer.step_in_epoch * trainer.cfg.batch_size * trainer.dist.world_size,
+        stats_sum=trainer.stats_sum.cpu(),
+        stats_count=trainer.stats_count,
+        fixed_noise=trainer.fixed_noise,
+        rng=rng_state(),
+        noise_rng=trainer.noise_rng.get_state(),
+        world_size=trainer.dist.world_size,
+        best_fid=trainer.best_fid,
+        train_seconds=trainer.train_seconds,
+    )
 
 
 @contextmanager
@@ -162,36 +163,41 @@ def _must_fit():
         raise UserError(f"checkpoint does not fit this configuration: {detail[:300]}") from None
 
 
-def load_networks(trainer, state: dict) -> None:
-    """G, D and the EMA copy from a checkpoint: part of a resume, and all that --init-from takes."""
+def load_networks(trainer, weights: ckpt.Networks) -> None:
+    """G, D and the EMA copy (``checkpoint.networks``): part of a resume, and all that --init-from takes."""
     with _must_fit():
-        trainer.G.load_state_dict(state["G"])
-        trainer.D.load_state_dict(state["D"])
-        trainer.ema.load_state_dict(state["G_ema"])
+        trainer.G.load_state_dict(weights.G)
+        trainer.D.load_state_dict(weights.D)
+        trainer.ema.load_state_dict(weights.G_ema)
 
 
 def restore_state(trainer, state: dict) -> None:
     """Put a checkpoint's state back into a freshly built trainer."""
-    load_networks(trainer, state)
+    weights = ckpt.networks(state)
+    if weights is None:
+        raise UserError("checkpoint does not fit this configuration: it lacks G, D or the EMA weights")
+    load_networks(trainer, weights)
+    optimizers = ckpt.optimizer_states(state)
     with _must_fit():
-        trainer.opt_G.load_state_dict(state["opt_G"])
-        trainer.opt_D.load_state_dict(state["opt_D"])
-    if state.get("scaler_G"):
-        trainer.scaler_G.load_state_dict(state["scaler_G"])
-        trainer.scaler_D.load_state_dict(state["scaler_D"])
-    trainer.step, trainer.epoch = state["step"], state["epoch"]
+        trainer.opt_G.load_state_dict(optimizers.opt_G)
+        trainer.opt_D.load_state_dict(optimizers.opt_D)
+        where = ckpt.progress(state)
+    if optimizers.scaler_G:
+        trainer.scaler_G.load_state_dict(optimizers.scaler_G)
+        trainer.scaler_D.load_state_dict(optimizers.scaler_D)
+    trainer.step, trainer.epoch = where.step, where.epoch
     # the position is kept in images so that another number of processes resumes it too
-    trainer.step_in_epoch = state["images_in_epoch"] // (trainer.cfg.batch_size * trainer.dist.world_size)
-    trainer.fixed_noise = state["fixed_noise"]
-    trainer.stats_sum = state["stats_sum"].to(trainer.device)
-    trainer.stats_count = state["stats_count"]
-    trainer.best_fid = state.get("best_fid", math.inf)
-    trainer.train_seconds = state.get("train_seconds", 0.0)
-    set_rng_state(state["rng"])
+    trainer.step_in_epoch = where.images_in_epoch // (trainer.cfg.batch_size * trainer.dist.world_size)
+    trainer.fixed_noise = where.fixed_noise
+    trainer.stats_sum = where.stats_sum.to(trainer.device)
+    trainer.stats_count = where.stats_count
+    trainer.best_fid = where.best_fid
+    trainer.train_seconds = where.train_seconds
+    set_rng_state(where.rng)
     try:
-        trainer.noise_rng.set_state(state["noise_rng"])
+        trainer.noise_rng.set_state(where.noise_rng)
     except RuntimeError:  # written on another device type (CPU and CUDA generators differ)
-        trainer.noise_rng.manual_seed(trainer.cfg.seed * 7919 + 1 + trainer.step)
+        trainer.noise_rng.manual_seed(noise_seed(trainer.cfg.seed, trainer.step))
         print0(f"notice: checkpoint's noise stream is for another device; reseeded for {trainer.device}")
 
 

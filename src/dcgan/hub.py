@@ -50,20 +50,20 @@ def check_repo_id(repo_id: str) -> str:
 def run_facts(run: str | os.PathLike) -> dict:
     """What a card says about a run's training: its config, steps, images seen, time, device, precision."""
     path = ckpt.resolve(run)
-    state = ckpt.load(path)
-    cfg = TrainConfig.from_dict(state["config"])
+    state = ckpt.load_training(path)
+    cfg = TrainConfig.from_dict(ckpt.config_of(state))
     record = {}
     try:  # options.write_config's record of what the run found
         record = json.loads((path.parent.parent / "config.json").read_text()).get("resolved") or {}
     except (OSError, ValueError, AttributeError):
         pass
-    world_size = state.get("world_size") or 1
+    world_size = ckpt.world_size(state)
     return {
         "config": cfg.to_dict(),
         "checkpoint": str(path),
-        "step": state["step"],
-        "images_seen": state["step"] * cfg.batch_size * world_size,
-        "train_seconds": state.get("train_seconds"),
+        "step": ckpt.step_of(state),
+        "images_seen": ckpt.images_seen(state),
+        "train_seconds": ckpt.train_seconds(state),
         "device": record.get("device"),
         "precision": record.get("precision"),
         "num_images": record.get("num_images"),

@@ -45,11 +45,10 @@ def from_checkpoint(cls: type[Generator], path: str | os.PathLike, device: torch
     """The generator of a checkpoint or run directory (its EMA when present), in eval mode with
     batch-norm statistics re-estimated for its weights, on ``device`` whatever device wrote it."""
     state = ckpt.load_training(path, map_location="cpu")
-    cfg = TrainConfig.from_dict(state["config"]).resolved()
+    cfg = TrainConfig.from_dict(ckpt.config_of(state)).resolved()
     G = cls.from_config(cfg)
-    weights = state.get("G_ema") if ema and state.get("G_ema") is not None else state["G"]
     try:
-        G.load_state_dict(weights)
+        G.load_state_dict(ckpt.generator_weights(state, ema=ema))
     except RuntimeError as e:
         raise UserError(f"checkpoint weights do not fit its own config: {str(e).splitlines()[0]}") from None
     return recalibrated(G.to(device), seed=cfg.seed)

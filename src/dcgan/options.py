@@ -33,7 +33,6 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 # fine-tuning run is free to change. Derived, so a new architecture field is checked without a change here.
 # the class names come from the new run's data; only their count must match (options.resolve)
 INIT_FIELDS = tuple(name for name in ARCHITECTURE_FIELDS if name not in ("data", "class_names"))
-INIT_WEIGHTS = ("G", "D", "G_ema")
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class Resolved:
     cfg: TrainConfig
     checkpoint: dict | None = None  # the resumed state (None: a new run)
     continued_from: Path | None = None  # the source run when resuming into a new run directory
-    init_weights: dict | None = None  # with --init-from: the source's G, D and G_ema state dicts
+    init_weights: ckpt.Networks | None = None  # with --init-from: the source's G, D and G_ema state dicts
 
     @property
     def run_dir(self) -> Path:
@@ -89,7 +88,7 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
         # a length in steps or minutes replaces the default epochs: TrainConfig(minutes=3) is dcgan train --minutes 3
         cfg, given = dataclasses.replace(cfg, epochs=None), given | {"epochs"}
     cfg = with_native_shape(cfg, given)
-    state, continued_from, init_weights = None, None, None
+    state, continued_from, init_weights, init_classes = None, None, None, ()
     if resume is not None and "init_from" in given:
         # a resumed run already has its weights; a fine-tuned run's own checkpoint wins over its source
         raise UserError(
@@ -99,7 +98,7 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
     if resume is not None:
         resume_path = ckpt.resolve(resume)
         state = ckpt.load_training(resume_path, map_location="cpu")
-        saved = state["config"]
+        saved = ckpt.config_of(state)
         check_compatible(saved, cfg, given, resume_path)
         source_run = resume_path.parent.parent
         report_config_edits(source_run, saved, given)
@@ -112,13 +111,13 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
                     f"{resume_path} is not inside a run's checkpoints/ folder; give --run-dir NEW "
                     "to continue it in a new run directory"
                 )
-            refuse_older_checkpoint(resume_path, state["step"])
+            refuse_older_checkpoint(resume_path, ckpt.step_of(state))
             values["run_dir"] = str(source_run)
         elif Path(cfg.run_dir).resolve() != source_run.resolve():
             continued_from = source_run
         cfg = TrainConfig.from_dict(values)
     elif cfg.init_from is not None:
-        cfg, init_weights = take_init_source(cfg, given)
+        cfg, init_weights, init_classes = take_init_source(cfg, given)
     cfg = cfg.resolved()
     if cfg.conditional and (state is None or not cfg.class_names):  # a new conditional run: its data's classes
         from .data import class_names
@@ -127,7 +126,7 @@ def resolve(cfg: TrainConfig, *, resume: str | None = None, given: Iterable[str]
     elif not cfg.conditional and cfg.class_names:
         cfg = dataclasses.replace(cfg, class_names=())
     if init_weights is not None and cfg.conditional:
-        source_classes = init_weights["G"]["main.0.weight"].shape[0] - cfg.latent_dim
+        source_classes = len(init_classes)
         if source_classes != cfg.num_classes:
             raise UserError(
                 f"--init-from {cfg.init_from} draws {source_classes} classes, but {cfg.data} has "
@@ -237,8 +236,9 @@ def check_compatible(saved: dict, cfg: TrainConfig, given: set[str], source: Pat
             )
 
 
-def take_init_source(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict]:
-    """--init-from: the source's weights, and ``cfg`` with the source's architecture where none was given.
+def take_init_source(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, ckpt.Networks, tuple[str, ...]]:
+    """--init-from: ``cfg`` with the source's architecture where none was given, the source's weights and
+    (a conditional source) its class names.
 
     The source is only read. ``init_from`` becomes the absolute path of the checkpoint file, so config.json
     names exactly which file a run started from (a run directory's latest.pt moves on as that run trains).
@@ -248,10 +248,11 @@ def take_init_source(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, di
         state = ckpt.load(path, map_location="cpu")
     except UserError as e:
         raise UserError(f"--init-from: {e}") from None
-    missing = [key for key in ("config", *INIT_WEIGHTS) if not isinstance(state.get(key), dict)]
-    if missing:
-        raise UserError(f"--init-from: {path} is not a dcgan training checkpoint (no {', '.join(missing)})")
-    source = TrainConfig.from_dict(state["config"]).resolved()  # fields it predates take their defaults
+    lacking = ckpt.missing(state)
+    if lacking:
+        raise UserError(f"--init-from: {path} is not a dcgan training checkpoint (no {', '.join(lacking)})")
+    weights = ckpt.networks(state)
+    source = TrainConfig.from_dict(ckpt.config_of(state)).resolved()  # fields it predates take their defaults
     for name in INIT_FIELDS:
         if name in given and getattr(cfg, name) != getattr(source, name):
             raise UserError(
@@ -261,7 +262,7 @@ def take_init_source(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, di
             )
     taken = {name: getattr(source, name) for name in INIT_FIELDS if name not in given}
     cfg = dataclasses.replace(cfg, init_from=str(path.absolute()), **taken)
-    return cfg, {key: state[key] for key in INIT_WEIGHTS}
+    return cfg, weights, source.class_names if source.conditional else ()
 
 
 def refuse_older_checkpoint(resume_path: Path, step: int) -> None:
@@ -270,7 +271,7 @@ def refuse_older_checkpoint(resume_path: Path, step: int) -> None:
     if resume_path.name == ckpt.LATEST or not latest.is_file():
         return
     try:
-        newest = ckpt.load(latest)["step"]
+        newest = ckpt.step_of(ckpt.load(latest))
     except (UserError, KeyError, TypeError) as e:  # unreadable, perhaps newer: not ours to overwrite
         reason = str(e) if isinstance(e, UserError) else f"{latest} has no step"
         raise UserError(

@@ -109,6 +109,12 @@ def train_step(
         )
 
 
+def noise_seed(seed: int, step: int = 0) -> int:
+    """The training noise stream's seed: apart from the fixed-noise and data seeds of the same run;
+    ``step`` reseeds it where a checkpoint's stream cannot be restored (another device type)."""
+    return seed * 7919 + 1 + step
+
+
 def build_models(cfg: TrainConfig) -> tuple[Generator, Discriminator]:
     cfg = cfg.resolved()
     G = Generator.from_config(cfg)
@@ -261,6 +267,6 @@ def build_training(
     )
     # one noise stream for all ranks, each taking its slice of the global batch: a run
     # on N processes draws the same z as one process with N times the batch
-    noise_rng = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + 1)
+    noise_rng = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed))
     fixed_noise = torch.randn(cfg.num_samples, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
     return Training(G, D, ema, opt_G, opt_D, scaler_G, scaler_D, step, precision, memory_format, noise_rng, fixed_noise)

@@ -172,15 +172,14 @@ def _train_baseline(spec: dict, stop) -> Path:
     cfg = dataclasses.replace(cfg, steps=step, epochs=None)
     path = run_dir / "generator.pt"
     ckpt.save(
-        {
-            "config": cfg.to_dict(),
-            "G": G.state_dict(),
-            "G_ema": None,
-            "step": step,
-            "images_seen": images_seen,
-            "train_seconds": seconds,
-            "stop_reason": stop.reason,
-        },
+        ckpt.generator_state(
+            config=cfg.to_dict(),
+            G=G.state_dict(),
+            step=step,
+            images_seen=images_seen,
+            train_seconds=seconds,
+            stop_reason=stop.reason,
+        ),
         path,
     )
     print(

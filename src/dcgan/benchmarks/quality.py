@@ -335,11 +335,10 @@ def _summary(run_dir: Path, checkpoint: Path) -> dict:
     for row in read_metrics(run_dir / "metrics.jsonl"):
         if "loss_G" in row and not row.get("partial"):  # training rows; not evaluation rows
             detector.add(row)
-    images_seen = state.get("images_seen", state["step"] * state["config"]["batch_size"])
     last = detector.last or {}
     return {
-        "steps": state["step"],
-        "images_seen": images_seen,
+        "steps": ckpt.step_of(state),
+        "images_seen": ckpt.images_seen(state),
         "last": {k: last.get(k) for k in ("step", "D_x", "D_G_z_before", "loss_G")},
         "collapsed": detector.collapsed,
         "first_collapse_step": detector.first_step,
@@ -457,9 +456,9 @@ def _run(cfg: QualityConfig, command: str | None, out) -> dict:
                     "recipe": recipe,
                     "seed": seed,
                     "at_min": minutes,
-                    "train_s": state["train_seconds"],
-                    "steps": state["step"],
-                    "images_seen": state["step"] * state["config"]["batch_size"],
+                    "train_s": ckpt.train_seconds(state),
+                    "steps": ckpt.step_of(state),
+                    "images_seen": ckpt.images_seen(state),
                     "eval": score(snapshot, None),
                 }
                 out(f"    at {minutes:g} min: {snap['steps']:,} steps: " + _scores(snap["eval"]))

@@ -191,7 +191,7 @@ def check_run(
     if num_images < 1 or num_compare < 2 or k < 1:
         raise UserError("-n and -k must be at least 1 and --num-compare at least 2")
     num_compare = max(num_compare, num_images)
-    cfg = TrainConfig.from_dict(ckpt.load(run)["config"])
+    cfg = TrainConfig.from_dict(ckpt.config_of(ckpt.load_training(run)))
     test_name = test_data or cfg.data
     if test_name in ("mnist-5k", "folder", "fake", "lsun") and test_root is None:
         raise UserError(

@@ -138,8 +138,8 @@ def evaluate_checkpoint(path: str | os.PathLike, opts: EvalOptions, device: torc
     if opts.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {opts.batch_size}")
     path = ckpt.resolve(path)
-    state = ckpt.load(path)
-    saved = state["config"]
+    state = ckpt.load_training(path)
+    saved = ckpt.config_of(state)
     cfg = RealData(saved["data"], saved.get("data_root"), saved["image_size"], saved["channels"])
     extractor, real, key = prepare(cfg, opts)
     name = opts.data or cfg.data
@@ -160,8 +160,8 @@ def evaluate_checkpoint(path: str | os.PathLike, opts: EvalOptions, device: torc
     )
     info = {
         "checkpoint": str(path),
-        "step": state.get("step"),
-        "generator": "ema" if opts.ema and state.get("G_ema") is not None else "raw",
+        "step": ckpt.step_of(state),
+        "generator": "ema" if opts.ema and ckpt.has_ema(state) else "raw",
         "data": name,
         "split": opts.split,
         "image_size": cfg.image_size,
