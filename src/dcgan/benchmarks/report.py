@@ -113,5 +113,5 @@ def _print_roofline(rows: list[dict], out) -> None:
     for row in rows:
         out("")
         out(f"{row['size']}x{row['size']}x{row['channels']} batch {row['batch_size']}:")
-        layers = [LayerTime(**{**x, "input_shape": tuple(x["input_shape"])}) for x in row["roofline"]["layers"]]
+        layers = [LayerTime.from_dict(x) for x in row["roofline"]["layers"]]
         out(format_rows(layers))

@@ -40,6 +40,11 @@ class LayerTime:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> LayerTime:
+        """The inverse of ``to_dict`` after a JSON round trip (a subprocess's result)."""
+        return cls(**{**values, "input_shape": tuple(values["input_shape"])})
+
 
 def _input_shapes(model: nn.Module, example: tuple) -> dict[str, tuple[int, ...]]:
     """The input shape of every convolution of ``model``, from one forward pass."""

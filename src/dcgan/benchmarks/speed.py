@@ -153,9 +153,7 @@ def _prepare_data(size: int, channels: int, max_images: int | None, folder: Path
 
 
 def _roofline_row(result: dict, step_seconds: float) -> dict:
-    return roofline_summary(
-        [LayerTime(**{**r, "input_shape": tuple(r["input_shape"])}) for r in result["layers"]], step_seconds
-    )
+    return roofline_summary([LayerTime.from_dict(r) for r in result["layers"]], step_seconds)
 
 
 def run(cfg: BenchConfig, *, out=print) -> dict:
