@@ -30,6 +30,9 @@ PACKAGE_DATA = (
     "dcgan/pretrained/mnist.safetensors",
     "dcgan/pretrained/mnist.json",
     "dcgan/pretrained/mnist.png",
+    "dcgan/pretrained/cifar10.safetensors",
+    "dcgan/pretrained/anime-faces.safetensors",
+    "dcgan/weights/cifar10_evaluator.pt",
 )
 
 
@@ -96,5 +99,6 @@ def test_the_wheel_installed_in_a_fresh_venv_trains_samples_and_evaluates(dist, 
     figures = json.loads(result.stdout)
     assert figures["step"] == 1 and figures["num_images"] == 200 and figures["fid"] > 0
     listing, _ = _run([dcgan, "pretrained"], cwd=work, env=env)
-    assert listing.stdout.startswith("mnist ") and str(venv) in listing.stdout
+    shipped = {line.split()[0] for line in listing.stdout.splitlines() if not line.startswith("files:")}
+    assert {"mnist", "cifar10", "anime-faces"} <= shipped and str(venv) in listing.stdout
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))

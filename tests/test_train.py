@@ -361,3 +361,15 @@ def test_compile_on_cpu_stays_compiled_through_the_lazy_r1_steps(tmp_path, capsy
     assert trainer.train_step.compiled and trainer.step == 3 and trainer.d_steps == 3
     assert "torch.compile failed" not in capsys.readouterr().out
     assert all(torch.isfinite(p).all() for p in trainer.G.parameters())
+
+
+def test_keep_every_steps_keeps_its_own_steps_whatever_the_checkpoint_cadence(tmp_path):
+    cfg = TrainConfig(
+        max_images=64, g_width=8, d_width=8, batch_size=16, steps=6, log_every_steps=2, sample_every_steps=100,
+        checkpoint_every_steps=5, keep_every_steps=2, num_samples=16, quiet=True, device="cpu", num_workers=0,
+        run_dir=str(tmp_path / "run"),
+    )  # fmt: skip
+    run_dir = train(cfg)
+    kept = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*.pt"))
+    assert kept == ["step_0000002.pt", "step_0000004.pt", "step_0000006.pt"]
+    assert [ckpt.step_of(ckpt.load(run_dir / "checkpoints" / name)) for name in kept] == [2, 4, 6]

@@ -87,7 +87,8 @@ class Evaluation:
 
 
 class Checkpoints:
-    """checkpoints/latest.pt every ``checkpoint_every_steps`` and at the last step; step_N.pt kept on request;
+    """checkpoints/latest.pt every ``checkpoint_every_steps`` and at the last step; step_N.pt every
+    ``keep_every_steps`` (latest.pt is written then too);
     minute_M.pt at the first step past every ``keep_every_minutes`` of training time (rank 0 alone: the
     ranks' clocks differ, so these take no collective), which is how ``dcgan quality`` measures time to quality."""
 
@@ -95,7 +96,9 @@ class Checkpoints:
         self.minutes_kept: int | None = None  # periods of keep_every_minutes already kept
 
     def after_step(self, trainer, done: bool) -> None:
-        if trainer.step % trainer.cfg.checkpoint_every_steps == 0 or done:
+        keep = trainer.cfg.keep_every_steps
+        # a step to keep is a checkpoint step too: --keep-every-steps needs no multiple of --checkpoint-every-steps
+        if trainer.step % trainer.cfg.checkpoint_every_steps == 0 or done or (keep and trainer.step % keep == 0):
             save_checkpoint(trainer)
         period_s = trainer.cfg.keep_every_minutes * 60
         if not period_s or not trainer.dist.is_main:

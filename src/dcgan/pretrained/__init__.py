@@ -43,6 +43,12 @@ def grid_path(name: str) -> Path:
     return weights_path(name).with_suffix(".png")
 
 
+def dataset(card: dict) -> str:
+    """The data a card's generator learned: its --data, or a folder dataset's folder name."""
+    data = card["data"]
+    return f"folder {data['root']}" if data["name"] == "folder" and data.get("root") else data["name"]
+
+
 def format_list() -> str:
     """``dcgan pretrained``: one line per shipped generator."""
     if not names():
@@ -53,7 +59,7 @@ def format_list() -> str:
         fid = c["fid"]
         lines.append(
             f"{name:<12} {c['generator']['image_size']}x{c['generator']['image_size']}x{c['generator']['channels']}  "
-            f"{c['data']['name']} ({c['data']['num_images']:,} images), {c['recipe']} recipe, {c['steps']:,} steps "
+            f"{dataset(c)} ({c['data']['num_images']:,} images), {c['recipe']} recipe, {c['steps']:,} steps "
             f"in {c['train_seconds'] / 60:.1f} min on {c['device']}; FID {fid['value']:.2f} ({fid['extractor']}, "
             f"{fid['num_images']:,} samples against {fid['real']})"
         )

@@ -76,6 +76,8 @@ def figures(result, info: dict) -> dict:
         "num_images": result.num_images,
         "seed": info["seed"],
         "real": f"{info['data']} {info['split']}",
+        "data": info["data"],
+        "split": info["split"],
         "num_real_images": result.num_real_images,
         "precision": result.precision,
         "recall": result.recall,
@@ -90,13 +92,18 @@ def make(
     commands: list[str],
     num_images: int = 10_000,
     check_num_images: int = 2_000,
+    check_data: str | None = None,
+    check_data_root: str | None = None,
+    check_split: str = "train",
     out_dir: str | os.PathLike = FOLDER,
     progress: bool = True,
 ) -> Path:
     """Write ``<name>.safetensors``, ``<name>.png`` and the card ``<name>.json`` into ``out_dir``.
 
-    The card's ``fid`` is scored against the run's own dataset (``num_images`` samples); its ``check`` against
-    the built-in mnist-5k digits with ``check_num_images`` samples, which any install can repeat in seconds.
+    The card's ``fid`` is scored against the run's own dataset (``num_images`` samples); its ``check`` with
+    ``check_num_images`` samples against ``check_data`` (``check_split``), which a test repeats. For digits the
+    check is against the built-in mnist-5k digits, so any install repeats it offline in seconds; a colour
+    generator's check needs its data on disk, and the card records the data root's folder name to find it.
     """
     out_dir = Path(out_dir)
     facts = run_facts(run)
@@ -108,12 +115,14 @@ def make(
     main = figures(
         *score(G, data=cfg["data"], data_root=data_root, num_images=num_images, progress=progress, precision_recall_k=3)
     )
-    # the built-in digits make a check any install can repeat offline; colour generators have only ``fid``
-    check = (
-        figures(*score(G, data="mnist-5k", data_root=None, num_images=check_num_images))
-        if G.channels == 1 and G.image_size == 28
-        else None
+    if check_data is None:
+        check_data, check_data_root = (
+            ("mnist-5k", None) if (G.channels, G.image_size) == (1, 28) else (cfg["data"], data_root)
+        )
+    check = figures(
+        *score(G, data=check_data, data_root=check_data_root, num_images=check_num_images, split=check_split)
     )
+    check["data_root"] = Path(check_data_root).name if check_data_root else None
     card = {
         "format": CARD_FORMAT,
         "version": 1,
@@ -123,6 +132,7 @@ def make(
         "generator": generator_config(G),
         "data": {
             "name": cfg["data"],
+            "root": Path(data_root).name if data_root else None,  # names a folder dataset, such as anime-faces
             "num_images": facts["num_images"],
             "image_size": cfg["image_size"],
             "channels": cfg["channels"],
