@@ -212,8 +212,10 @@ def test_second_sigint_aborts_at_once(tmp_path):
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)  # abort now, without waiting for that save
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
-    assert err.strip().splitlines()[-1] == "aborted"
+    # under load this once exited 130 with an empty stderr (the graceful path?): say what it printed
+    seen = f"stdout: {out[-800:]!r}\nstderr: {err[-800:]!r}"
+    assert proc.returncode == 130, seen
+    assert err.strip().splitlines()[-1:] == ["aborted"], seen
     assert "stopped at step" not in out  # the graceful path never finished
     assert latest.read_bytes() == before or ckpt.load(run)["step"] > 3  # the old checkpoint, or a whole new one
     assert not list((run / "checkpoints").glob(".*.tmp*"))

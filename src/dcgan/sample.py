@@ -122,7 +122,8 @@ def generate(
     G: Generator, num_images: int, *, seed: int = 0, batch_size: int = 500, label: int | None = None
 ) -> torch.Tensor:
     """``num_images`` uint8 images [N, C, H, W] on the CPU, reproducible for a seed."""
-    return torch.cat([b.cpu() for b in generated_batches(G, num_images, seed=seed, batch_size=batch_size, label=label)])
+    batches = [b.cpu() for b in generated_batches(G, num_images, seed=seed, batch_size=batch_size, label=label)]
+    return batches[0] if len(batches) == 1 else torch.cat(batches)  # one batch needs no copy
 
 
 def class_rows(G: Generator, num_images: int, *, seed: int = 0) -> tuple[torch.Tensor, int]:
