@@ -128,3 +128,16 @@ def test_named_data_trains_at_its_own_shape_unless_given(tmp_path):
     assert (cfg.image_size, cfg.channels) == (28, 1)
     cfg = resolve(TrainConfig(data="fake", image_size=32, run_dir=str(tmp_path / "d"))).cfg
     assert (cfg.image_size, cfg.channels) == (32, 1)  # fake images take any shape: the config's
+
+
+@pytest.mark.parametrize(
+    "data, size, widths",
+    [("mnist-5k", 28, (64, 16)), ("mnist", 28, (64, 16)), ("fashion-mnist", 28, (64, 32)), ("cifar10", 28, (64, 32)),
+     ("cifar10", 32, (32, 32)), ("folder", 64, (32, 16)), ("folder", 128, (64, 64))],
+)  # fmt: skip
+def test_default_widths_by_size_and_at_28_by_whether_the_data_are_digits(data, size, widths):
+    # a D of 16 at 28x28 sat at chance on CIFAR-10 in grey (docs/colour.md): only digits get it
+    cfg = TrainConfig(data=data, image_size=size, channels=1 if size == 28 else 3).resolved()
+    assert (cfg.g_width, cfg.d_width) == widths
+    explicit = TrainConfig(data="cifar10", image_size=28, d_width=16).resolved()
+    assert explicit.d_width == 16  # given widths are kept
