@@ -47,7 +47,7 @@ from dcgan.pretrained.make import make
 
 run, name, data, data_root, fid_images, check_images, check_split, out = sys.argv[1:]
 digits = data.startswith("mnist")
-check = f"--data mnist-5k" if digits else f"--data {data} --data-root {data_root} --split {check_split}"
+check = "--data mnist-5k" if digits else f"--data {data} --data-root {data_root} --split {check_split}"
 commands = [os.environ["MAKE_COMMAND"], os.environ["TRAIN_COMMAND"],
             f"dcgan eval --pretrained {name} --data {data} --data-root {data_root} -n {fid_images} --seed 0",
             f"dcgan eval --pretrained {name} {check} -n {check_images} --seed 0 --k 0"]
