@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
+from ..config import DIGIT_DATASETS
 from ..export import export_generator, generator_config
 from ..fileio import write_text_atomic
 from ..hub import run_facts
@@ -116,9 +117,7 @@ def make(
         *score(G, data=cfg["data"], data_root=data_root, num_images=num_images, progress=progress, precision_recall_k=3)
     )
     if check_data is None:
-        check_data, check_data_root = (
-            ("mnist-5k", None) if (G.channels, G.image_size) == (1, 28) else (cfg["data"], data_root)
-        )
+        check_data, check_data_root = ("mnist-5k", None) if cfg["data"] in DIGIT_DATASETS else (cfg["data"], data_root)
     check = figures(
         *score(G, data=check_data, data_root=check_data_root, num_images=check_num_images, split=check_split)
     )
